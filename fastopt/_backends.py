@@ -1,0 +1,333 @@
+"""Backends built from the single kernel source, and the one place threads are controlled.
+
+- ``numba`` (default): each kernel module's source is loaded as a private module copy,
+  ``prange``/``uidx`` are rebound to Numba's, and its kernels are jitted with
+  ``error_model="numpy"`` (Numba's default "python" model blocks vectorization) and
+  explicit float32/float64 signatures derived from the Cython annotations. Two copies are
+  built: ``parallel=True`` and serial. Callers get the compiled entry point of the exact
+  overload, which skips Numba's per-call type dispatch (~1 us per call).
+- ``cython``: the extension modules ``fastopt._cy.<name>`` built by setup.py; OpenMP
+  threads are set per call (1 for the serial path).
+- ``python``: the same source run as plain Python (slow; for debugging and coverage).
+
+Kernels run serially below ``PARALLEL_THRESHOLD`` elements and on ``get_num_threads()``
+chunks above it: below ~64K elements waking a thread costs more than it saves.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+import warnings
+
+import numpy as np
+
+from fastopt._kernels import MODULES
+
+BACKENDS = ("numba", "cython", "python")
+PARALLEL_THRESHOLD = 65536
+#: elements per partial of the norm reductions (fixed, so results do not depend on threads)
+NORM_CHUNK = 32768
+
+_KERNEL_DIR = os.path.join(os.path.dirname(__file__), "_kernels")
+_KERNEL_MODULE = {"sgd": "sgd", "adam": "adam", "rmsprop": "rmsprop", "adagrad": "adagrad",
+                  "norm_partials": "reduce", "scale_clamp_": "reduce"}
+
+
+class BackendUnavailable(ImportError):
+    """The requested backend cannot be imported here."""
+
+
+def _cpu_count():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+_state = {"threads": _cpu_count(), "backend": None}
+
+
+def _load_source(modname, variant, rebind):
+    """Execute fastopt/_kernels/<modname>.py as a fresh module and rebind names in it."""
+    path = os.path.join(_KERNEL_DIR, modname + ".py")
+    with open(path, "rb") as f:
+        source = f.read()
+    with open(os.path.join(_KERNEL_DIR, "_common.py"), "rb") as f:
+        source += f.read()
+    # The digest is part of the module name, which Numba's on-disk cache keys on, so an edit
+    # to the shared helpers (which Numba does not track) never reuses a stale cached kernel.
+    digest = hashlib.sha1(source).hexdigest()[:10]
+    spec = importlib.util.spec_from_file_location(f"fastopt._kernels.{modname}_{variant}_{digest}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # Numba's cache re-imports a kernel's module by name
+    shim = None
+    if importlib.util.find_spec("cython") is None:  # runtime without Cython: decorators are no-ops
+        from fastopt._kernels import _cython_shim as shim
+        sys.modules["cython"] = shim
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if shim is not None:
+            del sys.modules["cython"]
+    for name, value in rebind.items():
+        setattr(module, name, value)
+    return module
+
+
+class Backend:
+    name = "?"
+
+    def __init__(self):
+        self._cache = {}
+
+    def kernel(self, name, dtype, parallel):
+        """The callable for kernel ``name`` on arrays of ``dtype``; serial or parallel."""
+        key = (name, np.dtype(dtype).char, bool(parallel))
+        fn = self._cache.get(key)
+        if fn is None:
+            fn = self._cache[key] = self._build(name, np.dtype(dtype), bool(parallel))
+        return fn
+
+    def _build(self, name, dtype, parallel):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def version(self):
+        return ""
+
+
+def _helpers(module, kernels):
+    """The plain functions of a loaded kernel module other than its kernels."""
+    return [(attr, value) for attr, value in vars(module).items()
+            if getattr(value, "__code__", None) is not None and attr not in kernels]
+
+
+def _concrete_annotations(func):
+    """A helper's annotations if every one names a concrete C type (no fused type), else None."""
+    ann = getattr(func, "__annotations__", {})
+    if not ann or any("floating" in a for a in ann.values()):
+        return None
+    return ann
+
+
+_PY_COERCE = {"cython.double": float, "cython.int": int, "cython.Py_ssize_t": int, "cython.bint": bool}
+
+
+def _coerced(func, ann):
+    """Wrap a helper so plain Python converts its arguments as the C signature would."""
+    converters = [_PY_COERCE[a] for k, a in ann.items() if k != "return"]
+
+    def wrapper(*args):
+        return func(*[conv(a) for conv, a in zip(converters, args)])
+    return wrapper
+
+
+class PythonBackend(Backend):
+    name = "python"
+
+    def __init__(self):
+        super().__init__()
+        self._modules = {}
+        for modname in MODULES:
+            module = _load_source(modname, "py", {})
+            for attr, value in _helpers(module, set(_KERNEL_MODULE)):
+                ann = _concrete_annotations(value)
+                if ann is not None:
+                    setattr(module, attr, _coerced(value, ann))
+            self._modules[modname] = module
+
+    def _build(self, name, dtype, parallel):
+        return getattr(self._modules[_KERNEL_MODULE[name]], name)
+
+
+class NumbaBackend(Backend):
+    name = "numba"
+
+    def __init__(self):
+        super().__init__()
+        try:
+            import numba
+        except ImportError as exc:
+            raise BackendUnavailable(
+                "the numba backend needs Numba: pip install numba (or choose "
+                "fastopt.set_backend('cython'))") from exc
+        self._numba = numba
+        self._modules = {}
+        self._threads_launched = False
+
+    def version(self):
+        return self._numba.__version__
+
+    def _module(self, modname, parallel):
+        key = (modname, parallel)
+        if key not in self._modules:
+            numba = self._numba
+            module = _load_source(modname, "par" if parallel else "ser",
+                                  {"prange": numba.prange, "uidx": numba.uintp})
+            kernels = {k for k, m in _KERNEL_MODULE.items() if m == modname}
+            # helpers first: Numba resolves them as globals when it compiles a kernel. A helper
+            # typed with concrete C types gets that signature, so arguments convert as in C.
+            for attr, value in _helpers(module, kernels):
+                ann = _concrete_annotations(value)
+                sig = [] if ann is None else [numba_signature(value, np.float64, numba.types)]
+                setattr(module, attr, numba.njit(*sig, error_model="numpy")(value))
+            for attr in kernels:
+                setattr(module, attr, numba.njit(parallel=parallel, error_model="numpy", nogil=True,
+                                                 cache=True)(getattr(module, attr)))
+            self._modules[key] = module
+        return self._modules[key]
+
+    def _build(self, name, dtype, parallel):
+        if parallel and not self._threads_launched:
+            from numba.np.ufunc.parallel import _launch_threads
+            _launch_threads()  # entry points skip the dispatcher, which would do this
+            self._numba.set_num_threads(min(_state["threads"], self._numba.config.NUMBA_NUM_THREADS))
+            self._threads_launched = True
+        dispatcher = getattr(self._module(_KERNEL_MODULE[name], parallel), name)
+        sig = numba_signature(dispatcher.py_func, dtype, self._numba.types)
+        dispatcher.compile(sig)
+        return dispatcher.overloads[sig.args].entry_point
+
+    def set_num_threads(self, n):
+        if self._threads_launched:
+            self._numba.set_num_threads(min(n, self._numba.config.NUMBA_NUM_THREADS))
+
+
+def numba_signature(func, dtype, types):
+    """The Numba signature of a kernel, read from its Cython annotations."""
+    f = types.float32 if dtype == np.float32 else types.float64
+    table = {"cython.floating[::1]": f[::1], "cython.floating": f,
+             "cython.double[::1]": types.float64[::1], "cython.double": types.float64,
+             "cython.bint": types.boolean, "cython.int": types.intc, "cython.Py_ssize_t": types.intp}
+    ann = dict(func.__annotations__)
+    ret = table.get(ann.pop("return", None), types.void)
+    return ret(*[table[a] for a in ann.values()])
+
+
+class CythonBackend(Backend):
+    name = "cython"
+
+    def __init__(self):
+        super().__init__()
+        try:
+            self._openmp = importlib.import_module("fastopt._cy.openmp")
+            self._modules = {m: importlib.import_module(f"fastopt._cy.{m}") for m in MODULES}
+        except ImportError as exc:
+            raise BackendUnavailable(
+                "the cython backend is not built: install fastopt from source with a C compiler "
+                "and Cython (pip install --no-build-isolation -e . or pip install .); "
+                "set FASTOPT_REQUIRE_CYTHON=1 to make a failed build an error") from exc
+
+    def version(self):
+        return getattr(self._modules["adam"], "__cython_version__", "") or _cython_version()
+
+    def _build(self, name, dtype, parallel):
+        fn = getattr(self._modules[_KERNEL_MODULE[name]], name)["float" if dtype == np.float32 else "double"]
+        set_threads = self._openmp.set_num_threads
+
+        if not parallel:
+            def call(*args):
+                set_threads(1)  # a one-thread team: no wake-up of idle workers
+                fn(*args)
+        else:
+            def call(*args):
+                set_threads(_state["threads"])
+                fn(*args)
+        call.__name__ = f"{name}[{dtype.name}, {'parallel' if parallel else 'serial'}]"
+        return call
+
+
+def _cython_version():
+    try:
+        import Cython
+        return Cython.__version__
+    except ImportError:
+        return "(compiled; Cython not installed)"
+
+
+_CLASSES = {"numba": NumbaBackend, "cython": CythonBackend, "python": PythonBackend}
+_instances = {}
+
+
+def backend(name=None):
+    """The backend object called ``name`` (None: the active one), created on first use."""
+    if name is None:
+        name = _state["backend"] or _initial_backend()
+    inst = _instances.get(name)
+    if inst is None:
+        if name not in _CLASSES:
+            raise ValueError(f"backend: unknown backend {name!r}; choose one of {BACKENDS} or 'auto'")
+        inst = _instances[name] = _CLASSES[name]()
+    return inst
+
+
+def _initial_backend():
+    choice = os.environ.get("FASTOPT_BACKEND", "auto").strip().lower() or "auto"
+    set_backend(choice)
+    return _state["backend"]
+
+
+def set_backend(name):
+    """Choose the backend: 'numba', 'cython', 'python' or 'auto' (numba -> cython -> python).
+
+    An explicit name that cannot be imported raises ``BackendUnavailable`` saying how to get
+    it; 'auto' falls back with a warning.
+    """
+    name = str(name).lower()
+    if name == "auto":
+        errors = []
+        for candidate in BACKENDS:
+            try:
+                backend(candidate)
+            except BackendUnavailable as exc:
+                errors.append(str(exc))
+                continue
+            if errors:
+                warnings.warn(f"fastopt: using the {candidate} backend: " + "; ".join(errors),
+                              RuntimeWarning, stacklevel=2)
+            _state["backend"] = candidate
+            return candidate
+    backend(name)  # raises if unavailable or unknown
+    _state["backend"] = name
+    return name
+
+
+def get_backend():
+    """The name of the active backend."""
+    return _state["backend"] or _initial_backend()
+
+
+def available_backends():
+    """Names of the backends that import here."""
+    names = []
+    for name in BACKENDS:
+        try:
+            backend(name)
+        except BackendUnavailable:
+            continue
+        names.append(name)
+    return names
+
+
+def set_num_threads(n):
+    """Threads used by kernels above the parallel threshold, on every backend."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
+    n = int(n)
+    _state["threads"] = n
+    numba_backend = _instances.get("numba")
+    if numba_backend is not None:
+        numba_backend.set_num_threads(n)
+
+
+def get_num_threads():
+    """Threads used by kernels above the parallel threshold."""
+    return _state["threads"]
+
+
+def chunks_for(n):
+    """How many chunks a kernel over ``n`` elements runs in (1: the serial path)."""
+    threads = _state["threads"]
+    return threads if (threads > 1 and n >= PARALLEL_THRESHOLD) else 1

@@ -1,0 +1,20 @@
+"""The single source of every update rule.
+
+Each module here is Cython pure-Python mode: plain loops over flat 1-D arrays that
+``fastopt._backends`` jits with Numba, that ``setup.py`` compiles with Cython into
+``fastopt._cy.<module>``, and that also run as plain Python.  See DESIGN.md section 2.
+
+Conventions every kernel follows:
+- arrays are C-contiguous 1-D and of one float dtype; optional state arrays not in
+  use are passed empty and never touched;
+- every scalar is of the arrays' dtype (computations stay in float32 for float32);
+  per-step scalars are computed in Python in double and passed in;
+- ``grad_scale`` multiplies the gradient first (clipping coefficient, loss-scale
+  unscale, and the sign for ``maximize``), then ``clip`` clamps it to [-clip, clip]
+  (``inf`` disables it);
+- ``nchunks`` splits the work into that many contiguous chunks run by ``prange``;
+  ``1`` runs serially.
+"""
+
+#: kernel modules, in build order; setup.py compiles each into fastopt._cy.<name>
+MODULES = ("sgd", "adam", "rmsprop", "adagrad", "reduce")

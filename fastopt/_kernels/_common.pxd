@@ -1,0 +1,19 @@
+from cython cimport floating
+
+# Typed versions of the helpers in _common.py, inlined into every kernel module.
+
+cdef inline Py_ssize_t uidx(Py_ssize_t i) noexcept nogil:
+    return i
+
+
+cdef inline Py_ssize_t chunk_size(Py_ssize_t n, Py_ssize_t nchunks) noexcept nogil:
+    return ((n + nchunks - 1) // nchunks + 15) // 16 * 16
+
+
+cdef inline floating scaled_grad(floating gi, floating grad_scale, floating clip) noexcept nogil:
+    gi = gi * grad_scale
+    if gi > clip:
+        gi = clip
+    elif gi < -clip:
+        gi = -clip
+    return gi

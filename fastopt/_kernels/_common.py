@@ -1,0 +1,30 @@
+"""Names the kernels share, as plain Python.
+
+Under Cython the kernels cimport the typed equivalents from ``_common.pxd`` instead;
+under Numba the backend loader rebinds ``prange`` and ``uidx`` in its copy of each
+kernel module.
+"""
+from numpy import sqrt  # noqa: F401  (dtype-preserving: float32 stays float32)
+
+prange = range
+
+
+def uidx(i):
+    """An index as unsigned (Numba skips negative-index wraparound, so loops vectorize)."""
+    return i
+
+
+def chunk_size(n, nchunks):
+    """Elements per chunk when ``n`` elements are split in ``nchunks`` (a multiple of 16,
+    so every chunk but the last starts on a 64-byte boundary of float32 data)."""
+    return ((n + nchunks - 1) // nchunks + 15) // 16 * 16
+
+
+def scaled_grad(gi, grad_scale, clip):
+    """``gi * grad_scale`` clamped to ``[-clip, clip]``; NaN stays NaN."""
+    gi = gi * grad_scale
+    if gi > clip:
+        gi = clip
+    elif gi < -clip:
+        gi = -clip
+    return gi

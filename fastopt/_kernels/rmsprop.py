@@ -1,0 +1,65 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""RMSprop (Hinton 2012; centered: Graves 2013), torch.optim's formulation.
+
+    g   = clamp(grad * grad_scale, -clip, clip) + weight_decay * p
+    sq  = alpha * sq + c_alpha * g * g                       (c_alpha = 1 - alpha)
+    ga  = alpha * ga + c_alpha * g                           (centered only)
+    den = sqrt(sq - ga * ga) + eps if centered else sqrt(sq) + eps
+    buf = momentum * buf + g / den;  p = p - lr * buf          (momentum > 0)
+    p   = p + (-lr * g) / den                                  (otherwise)
+"""
+from __future__ import annotations
+
+import cython
+
+if cython.compiled:
+    from cython.cimports.fastopt._kernels._common import chunk_size, scaled_grad, uidx
+    from cython.cimports.libc.math import sqrt
+    from cython.parallel import prange
+else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
+    from fastopt._kernels._common import chunk_size, prange, scaled_grad, sqrt, uidx
+
+
+@cython.ccall
+@cython.nogil
+@cython.exceptval(check=False)
+def rmsprop(p: cython.floating[::1], g: cython.floating[::1], sq: cython.floating[::1],
+            ga: cython.floating[::1], buf: cython.floating[::1],
+            lr: cython.floating, alpha: cython.floating, c_alpha: cython.floating,
+            eps: cython.floating, weight_decay: cython.floating, momentum: cython.floating,
+            centered: cython.bint, use_buf: cython.bint, grad_scale: cython.floating,
+            clip: cython.floating, nchunks: cython.Py_ssize_t) -> cython.void:
+    n: cython.Py_ssize_t = p.shape[0]
+    chunk: cython.Py_ssize_t = chunk_size(n, nchunks)
+    c: cython.Py_ssize_t
+    i: cython.Py_ssize_t
+    lo: cython.Py_ssize_t
+    hi: cython.Py_ssize_t
+    gi: cython.floating
+    pi: cython.floating
+    si: cython.floating
+    ai: cython.floating
+    bi: cython.floating
+    den: cython.floating
+    for c in prange(nchunks):
+        lo = c * chunk
+        hi = min(lo + chunk, n)
+        for i in range(uidx(lo), uidx(hi)):
+            gi = scaled_grad(g[i], grad_scale, clip)
+            pi = p[i]
+            if weight_decay != 0:
+                gi = gi + weight_decay * pi
+            si = alpha * sq[i] + c_alpha * gi * gi
+            sq[i] = si
+            if centered:
+                ai = alpha * ga[i] + c_alpha * gi
+                ga[i] = ai
+                si = si - ai * ai
+            den = sqrt(si)
+            den = den + eps
+            if use_buf:
+                bi = momentum * buf[i] + gi / den
+                buf[i] = bi
+                p[i] = pi - lr * bi
+            else:
+                p[i] = pi + (-lr * gi) / den
