@@ -1,5 +1,26 @@
-"""fastopt: fused, in-place optimizer-update kernels over flat parameter buffers."""
-from fastopt._backends import (BackendUnavailable, get_backend, get_num_threads, set_backend,
-                               set_num_threads)
+"""fastopt: fused, in-place optimizer-update kernels over flat parameter buffers.
+
+Quick start::
+
+    import numpy as np, fastopt
+    flat, (w, b) = fastopt.flatten([np.zeros((784, 10), np.float32), np.zeros(10, np.float32)])
+    gflat, (dw, db) = fastopt.flatten([np.zeros_like(w), np.zeros_like(b)])
+    opt = fastopt.Adam([w, b], lr=1e-3, global_clipnorm=1.0)
+    ...                       # write gradients into dw, db
+    opt.step([dw, db])        # one fused kernel call for the whole model
+"""
+from fastopt._backends import (BackendUnavailable, available_backends, get_backend, get_num_threads,
+                               set_backend, set_num_threads)
+from fastopt._config import show_config
+from fastopt.clip import clip_grad_norm_, clip_grad_value_, global_norm
+from fastopt.flat import flatten
+from fastopt.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Optimizer",
+    "clip_grad_norm_", "clip_grad_value_", "global_norm", "flatten",
+    "set_backend", "get_backend", "available_backends", "BackendUnavailable",
+    "set_num_threads", "get_num_threads", "show_config",
+]

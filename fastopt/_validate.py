@@ -1,0 +1,84 @@
+"""Checks at the boundary: every error is raised before any buffer is touched."""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_param(a, where):
+    """A parameter array: float32/float64 ndarray, C-contiguous, writeable."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{where} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{where} has dtype {a.dtype}; fastopt supports float32 and float64")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{where} is not C-contiguous; pass np.ascontiguousarray(...) "
+                         "and keep using that array")
+    if not a.flags.writeable:
+        raise ValueError(f"{where} is read-only; the optimizer updates it in place")
+
+
+def check_grad(g, p, where):
+    """A gradient for parameter ``p``: same dtype and shape, C-contiguous."""
+    if not isinstance(g, np.ndarray):
+        raise TypeError(f"{where} must be a numpy.ndarray, got {type(g).__name__}")
+    if g.dtype != p.dtype:
+        raise TypeError(f"{where} has dtype {g.dtype} but its parameter has dtype {p.dtype}")
+    if g.shape != p.shape:
+        raise ValueError(f"{where} has shape {g.shape} but its parameter has shape {p.shape}")
+    if not g.flags.c_contiguous:
+        raise ValueError(f"{where} is not C-contiguous")
+
+
+def span(a):
+    """The byte interval ``[start, stop)`` of a contiguous array."""
+    start = a.__array_interface__["data"][0]
+    return start, start + a.nbytes
+
+
+def overlapping(spans):
+    """Index pairs of the first overlapping intervals in ``spans`` (list of (start, stop, tag)), or None."""
+    ordered = sorted((s for s in spans if s[1] > s[0]), key=lambda s: s[0])
+    for prev, cur in zip(ordered, ordered[1:]):
+        if cur[0] < prev[1]:
+            return prev[2], cur[2]
+    return None
+
+
+def real(name, value, *, low=None, low_open=False, high=None, high_open=False):
+    """A real hyperparameter in a range; NaN and non-numbers are rejected by name."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} is NaN")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"Invalid {name} value: {value} (must be {'>' if low_open else '>='} {low})")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"Invalid {name} value: {value} (must be {'<' if high_open else '<='} {high})")
+    return value
+
+
+def flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def betas(value, name="betas"):
+    try:
+        b1, b2 = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair (beta1, beta2), got {value!r}") from None
+    return (real(f"beta parameter at index 0 ({name}[0])", b1, low=0.0, high=1.0, high_open=True),
+            real(f"beta parameter at index 1 ({name}[1])", b2, low=0.0, high=1.0, high_open=True))
+
+
+def positive_or_none(name, value):
+    if value is None:
+        return None
+    return real(name, value, low=0.0, low_open=True)

@@ -1,0 +1,97 @@
+"""Flat buffers: one contiguous, staggered allocation for many arrays.
+
+Buffers that start exactly a power of two apart (as large allocations do: every mmap'd
+block starts at the same offset in its page) map the same elements to the same cache sets;
+Adam over such p, g, m, v ran 2.8-4.7x slower here (DESIGN.md section 5). Every buffer this
+module allocates starts at a different multiple of 320 bytes (5 cache lines) past a page
+boundary, rotating over 12 slots, so the buffers of one step never alias each other.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+PAGE = 4096
+STAGGER = 320
+_slots = itertools.count()
+
+
+def alloc_staggered(n, dtype, fill=0.0):
+    """A 1-D array of ``n`` elements of ``dtype``, 64-byte aligned, offset from page starts
+    by the next stagger slot, and filled with ``fill`` (``None``: left uninitialized)."""
+    dtype = np.dtype(dtype)
+    offset = (next(_slots) % 12 + 1) * STAGGER
+    raw = np.empty(n * dtype.itemsize + PAGE + offset, dtype=np.uint8)
+    start = (-raw.ctypes.data) % PAGE + offset
+    out = raw[start:start + n * dtype.itemsize].view(dtype)
+    if fill is not None:
+        out.fill(fill)
+    return out
+
+
+def flatten(arrays, dtype=None):
+    """Pack ``arrays`` into one contiguous buffer; return ``(flat, views)``.
+
+    ``views[i]`` has the shape of ``arrays[i]``, holds a copy of its values and shares
+    memory with ``flat``. Give the views to an optimizer (or the flat buffer itself) and
+    write gradients into views of a second ``flatten``: parameters that are consecutive in
+    one buffer step in one kernel call.
+
+    Args:
+        arrays: a sequence of array-likes (a single array is treated as ``[array]``).
+        dtype: dtype of the buffer; default: the common type of the arrays.
+
+    Example:
+        >>> flat, (w, b) = flatten([np.zeros((3, 2)), np.ones(2)])
+        >>> flat.shape, w.shape, np.shares_memory(flat, b)
+        ((8,), (3, 2), True)
+    """
+    if isinstance(arrays, np.ndarray):
+        arrays = [arrays]
+    arrays = [np.asarray(a) for a in arrays]
+    if dtype is None:
+        dtype = np.result_type(*arrays) if arrays else np.float32
+    dtype = np.dtype(dtype)
+    sizes = [a.size for a in arrays]
+    flat = alloc_staggered(sum(sizes), dtype, fill=None)
+    views = []
+    offset = 0
+    for a, size in zip(arrays, sizes):
+        view = flat[offset:offset + size].reshape(a.shape)
+        view[...] = a
+        views.append(view)
+        offset += size
+    return flat, views
+
+
+def layout(views):
+    """``(offsets, shapes)`` of ``views`` inside their common flat buffer (in elements).
+
+    Raises ValueError if the views do not share one contiguous 1-D owner buffer.
+    """
+    offsets, shapes = [], []
+    owner = None
+    for i, v in enumerate(views):
+        base = _owner(v)
+        if base is None or (owner is not None and base is not owner):
+            raise ValueError(f"views[{i}] is not a view of the same flat buffer")
+        owner = base
+        offsets.append((address(v) - address(base)) // v.itemsize)
+        shapes.append(v.shape)
+    return offsets, shapes
+
+
+def _owner(a):
+    """The 1-D C-contiguous array that owns ``a``'s memory, if ``a`` is a contiguous view of one."""
+    base = a if a.base is None else a.base
+    if not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    if base.dtype != a.dtype or not a.flags.c_contiguous:
+        return None
+    return base
+
+
+def address(a):
+    """Address of the first element of ``a``."""
+    return a.__array_interface__["data"][0]

@@ -1,0 +1,540 @@
+"""The optimizer base: parameter groups, flat staggered state, validation, the fused step.
+
+A step (DESIGN.md section 3):
+1. ``step(grads)`` checks the grads against the cached plan (identity checks only when the
+   same gradient arrays come back, full checks when they change);
+2. with ``global_clipnorm``/``clipnorm``: one reduction pass (float64 partials) gives the
+   norm, and the clipping coefficient joins ``grad_scale``;
+3. one kernel call per run of parameters that are consecutive in one buffer (all of them,
+   for the views of one ``fastopt.flatten``) and whose grads are consecutive too;
+4. step counters advance. Nothing is allocated per step.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import weakref
+
+import numpy as np
+
+from fastopt import _backends
+from fastopt._validate import check_grad, check_param, overlapping, positive_or_none, real, span
+from fastopt.flat import _owner, address, alloc_staggered
+
+
+class ParamGroup(dict):
+    """A parameter group (a dict as in torch); any edit takes effect at the next step."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.version = 0
+
+    def _touch(self):
+        self.version += 1
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._touch()
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        self._touch()
+
+    def update(self, *args, **kwargs):
+        super().update(*args, **kwargs)
+        self._touch()
+
+    def setdefault(self, key, default=None):
+        self._touch()
+        return super().setdefault(key, default)
+
+    def pop(self, *args):
+        self._touch()
+        return super().pop(*args)
+
+    def __reduce__(self):
+        return (ParamGroup, (dict(self),))
+
+
+class _Param:
+    """One parameter: the caller's array, its flat view, its group and its state views."""
+
+    __slots__ = ("index", "array", "flat", "group", "states", "owner", "offset")
+
+    def __init__(self, index, array, group):
+        self.index = index
+        self.array = array
+        self.flat = array.reshape(-1)
+        self.group = group
+        self.states = {}
+        self.owner = _owner(array)
+        self.offset = (address(array) - address(self.owner)) // array.itemsize if self.owner is not None else -1
+
+
+class Optimizer:
+    """Base class: subclasses give the kernel, the state names and the per-step scalars.
+
+    Args common to every optimizer (keyword-only):
+        maximize: ascend instead of descend (torch).
+        clipnorm: clip each gradient array to this L2 norm (Keras).
+        clipvalue: clip every gradient element to [-clipvalue, clipvalue] (Keras).
+        global_clipnorm: clip all gradients together to this global L2 norm (Keras).
+        backend: 'numba', 'cython' or 'python' for this optimizer (default: the active one).
+    """
+
+    #: kernel name in fastopt._kernels
+    kernel = None
+    #: every per-parameter state array, in the kernel's argument order
+    state_names = ()
+    #: whether state carries a step counter (torch's SGD has none)
+    counts_steps = True
+
+    def __init__(self, params, defaults, *, backend=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None):
+        self.defaults = dict(defaults)
+        self._check_hyper(self.defaults, "defaults")
+        if backend is not None:
+            _backends.backend(backend)  # fail now, not at the first step
+        self._backend_name = backend
+        self.clipnorm = positive_or_none("clipnorm", clipnorm)
+        self.clipvalue = positive_or_none("clipvalue", clipvalue)
+        self.global_clipnorm = positive_or_none("global_clipnorm", global_clipnorm)
+        if sum(x is not None for x in (self.clipnorm, self.clipvalue, self.global_clipnorm)) > 1:
+            raise ValueError("Only one of clipnorm, clipvalue and global_clipnorm can be set (as in Keras)")
+        self.param_groups = []
+        self._params = []
+        self._steps = []
+        self._buffers = []        # every state buffer, for overlap checks
+        self._spans = None        # sorted byte spans of params and states (lazy)
+        self._plan = None
+        self._single = False
+        groups = _as_groups(params)
+        self._single = isinstance(params, np.ndarray)
+        for group in groups:
+            self.add_param_group(group)
+
+    # ------------------------------------------------------------------ groups and state
+    def add_param_group(self, param_group):
+        """Add a group (a dict with "params" and optional hyperparameters), as in torch."""
+        if not isinstance(param_group, dict) or "params" not in param_group:
+            raise TypeError("param_group must be a dict with a 'params' entry")
+        arrays = param_group["params"]
+        arrays = [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
+        if not arrays:
+            raise ValueError("optimizer got an empty parameter list")
+        g = len(self.param_groups)
+        for k, a in enumerate(arrays):
+            check_param(a, f"params[{g}][{k}]" if g or "params" in param_group else f"params[{k}]")
+        unknown = set(param_group) - set(self.defaults) - {"params"}
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected hyperparameters {sorted(unknown)}")
+        group = ParamGroup(self.defaults)
+        group.update({k: v for k, v in param_group.items() if k != "params"})
+        self._check_hyper(group, f"param_groups[{g}]")
+        # overlap with existing params and state, and within the new arrays
+        spans = [(s, e, f"params[{g}][{k}]") for k, a in enumerate(arrays) for s, e in [span(a)]]
+        spans += [(s, e, f"{p.index}") for p in self._params for s, e in [span(p.array)]]
+        clash = overlapping(spans)
+        if clash:
+            raise ValueError(f"parameters overlap in memory ({clash[0]} and {clash[1]}); "
+                             "each parameter must be a distinct array, in one group only")
+        group["params"] = list(arrays)
+        group.version = 0
+        self.param_groups.append(group)
+        start = len(self._params)
+        for a in arrays:
+            self._params.append(_Param(len(self._params), a, g))
+            self._steps.append(0)
+        self._group_params = [[p for p in self._params if p.group == gi] for gi in range(len(self.param_groups))]
+        self._hyper = [None] * len(self.param_groups)
+        self._allocate(g, self._required_states(group))
+        self._plan = None
+        return self._params[start:]
+
+    def _allocate(self, g, names):
+        """Allocate the named states of group ``g`` once: one staggered buffer per name and dtype."""
+        params = self._group_params[g]
+        for name in names:
+            if name in params[0].states:
+                continue
+            for dtype in {p.array.dtype for p in params}:
+                members = [p for p in params if p.array.dtype == dtype]
+                buf = alloc_staggered(sum(p.flat.size for p in members), dtype,
+                                      fill=self._state_init(name, self.param_groups[g]))
+                self._buffers.append(buf)
+                offset = 0
+                for p in members:
+                    p.states[name] = buf[offset:offset + p.flat.size]
+                    offset += p.flat.size
+        self._spans = None
+
+    def _state_spans(self):
+        if self._spans is None:
+            spans = [span(p.array) + (f"params {p.index}",) for p in self._params]
+            spans += [span(b) + ("optimizer state",) for b in self._buffers]
+            self._spans = sorted(s for s in spans if s[1] > s[0])
+        return self._spans
+
+    def _required_states(self, group):
+        """The state arrays this group's hyperparameters use (subclasses narrow it)."""
+        return self.state_names
+
+    def _state_init(self, name, group):
+        return 0.0
+
+    def _check_hyper(self, group, where):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _scalars(self, hyper, step):  # pragma: no cover - abstract
+        """Kernel scalars after the state arrays, before grad_scale, for this step (1-based)."""
+        raise NotImplementedError
+
+    def _empty(self, dtype):
+        return np.empty(0, dtype)
+
+    # ------------------------------------------------------------------ the step
+    def step(self, grads):
+        """Update every parameter in place from ``grads`` (structured like ``params``).
+
+        ``grads`` is one array (when ``params`` was one array), a list with one array per
+        parameter in group order, or a list of lists, one per group. ``None`` skips a
+        parameter (its state and step count stay), as a missing ``.grad`` does in torch.
+        Every check runs before any array is written.
+        """
+        grads = self._flat_grads(grads)
+        hypers = self._refresh_hyper()
+        backend = _backends.backend(self._backend_name)
+        plan = self._plan
+        if plan is None or plan.backend is not backend or not plan.matches(grads):
+            plan = self._plan = _Plan(self, grads, backend)
+        threads = _backends._state["threads"]
+        coefs = self._clip_coefficients(plan, grads, threads)
+        steps = self._steps
+        scalar_cache = {}
+        clip = self.clipvalue if self.clipvalue is not None else math.inf
+        for k, call in enumerate(plan.calls):
+            hyper = hypers[call.group]
+            step = steps[call.first] + 1
+            key = (call.group, step)
+            scalars = scalar_cache.get(key)
+            if scalars is None:
+                scalars = scalar_cache[key] = self._scalars(hyper, step)
+            scale = -1.0 if hyper["maximize"] else 1.0
+            if coefs is not None:
+                scale *= coefs[k]
+            nchunks = threads if (threads > 1 and call.size >= _backends.PARALLEL_THRESHOLD) else 1
+            call.kernel(nchunks > 1)(call.p, call.grad(grads), *call.states, *scalars, scale, clip, nchunks)
+            for i in range(call.first, call.stop):
+                steps[i] = step
+
+    def _flat_grads(self, grads):
+        n = len(self._params)
+        if isinstance(grads, np.ndarray):
+            if n != 1:
+                raise ValueError(f"grads is one array but the optimizer has {n} parameters")
+            return (grads,)
+        if not isinstance(grads, (list, tuple)):
+            raise TypeError(f"grads must be an array or a list of arrays, got {type(grads).__name__}")
+        ngroups = len(self.param_groups)
+        if ngroups > 1 and len(grads) == ngroups and all(isinstance(x, (list, tuple)) for x in grads):
+            nested = []
+            for gi, (gs, ps) in enumerate(zip(grads, self._group_params)):
+                if len(gs) != len(ps):
+                    raise ValueError(f"grads[{gi}] has {len(gs)} arrays; group {gi} has {len(ps)} parameters")
+                nested.extend(gs)
+            return nested
+        if len(grads) != n:
+            raise ValueError(f"expected {n} gradients (one per parameter), got {len(grads)}")
+        return grads
+
+    def _refresh_hyper(self):
+        """Validated hyperparameters per group, re-checked only after a group was edited."""
+        hypers = self._hyper
+        for g, group in enumerate(self.param_groups):
+            h = hypers[g]
+            if h is None or h["_version"] != group.version:
+                h = self._check_hyper(group, f"param_groups[{g}]")
+                h["_version"] = group.version
+                h["_states"] = tuple(self._required_states(group))
+                if h["_states"] != (hypers[g] or {}).get("_states"):
+                    self._allocate(g, h["_states"])  # a newly enabled state (e.g. amsgrad)
+                    self._plan = None
+                hypers[g] = h
+        return hypers
+
+    def _clip_coefficients(self, plan, grads, threads):
+        if self.global_clipnorm is None and self.clipnorm is None:
+            return None
+        sums = plan.norm_sums(grads, threads)
+        if self.clipnorm is not None:  # Keras: g * clipnorm / max(norm(g), clipnorm)
+            c = self.clipnorm
+            return [c / max(math.sqrt(s), c) if s == s else math.nan for s in sums]
+        norm = math.sqrt(math.fsum(sums))
+        c = self.global_clipnorm
+        # Keras: clip_norm * min(1 / norm, 1 / clip_norm), NaN when the norm is not finite
+        scale = c * min(1.0 / norm if norm > 0 else math.inf, 1.0 / c) if math.isfinite(norm) else math.nan
+        return [scale] * len(plan.calls)
+
+    # ------------------------------------------------------------------ state dict
+    def _exported_states(self, g):
+        return self._required_states(self.param_groups[g])
+
+    def state_dict(self):
+        """The optimizer state in torch's layout: ``{"state": {i: {...}}, "param_groups": [...]}``.
+
+        State arrays are copies shaped like their parameters; ``step`` is an int.
+        """
+        state = {}
+        for p in self._params:
+            step = self._steps[p.index]
+            names = self._exported_states(p.group)
+            if step == 0 and not self._state_before_first_step():
+                continue
+            entry = {"step": step} if self.counts_steps else {}
+            for name in names:
+                entry[name] = p.states[name].reshape(p.array.shape).copy()
+            state[p.index] = entry
+        groups = []
+        for g, group in enumerate(self.param_groups):
+            d = {k: v for k, v in group.items() if k != "params"}
+            d["params"] = [p.index for p in self._group_params[g]]
+            groups.append(d)
+        return {"state": state, "param_groups": groups,
+                "fastopt": {"optimizer": type(self).__name__, "format": 1}}
+
+    def _state_before_first_step(self):
+        return False
+
+    def load_state_dict(self, state_dict):
+        """Restore a ``state_dict()``; everything is checked before anything changes."""
+        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+            raise ValueError("state_dict must be a dict with 'state' and 'param_groups'")
+        meta = state_dict.get("fastopt")
+        if isinstance(meta, dict) and meta.get("optimizer") not in (None, type(self).__name__):
+            raise ValueError(f"state_dict is from {meta.get('optimizer')}, not {type(self).__name__}")
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(groups)} parameter groups, the optimizer has {len(self.param_groups)}")
+        index_map = {}
+        new_groups = []
+        for g, (saved, mine) in enumerate(zip(groups, self._group_params)):
+            ids = list(saved.get("params", ()))
+            if len(ids) != len(mine):
+                raise ValueError(f"state_dict group {g} has {len(ids)} parameters, the optimizer's has {len(mine)}")
+            for sid, p in zip(ids, mine):
+                index_map[sid] = p
+            hyper = ParamGroup(self.param_groups[g])
+            unknown = set(saved) - set(self.defaults) - {"params"}
+            if unknown:
+                raise ValueError(f"state_dict group {g} has hyperparameters {sorted(unknown)} "
+                                 f"that {type(self).__name__} does not have")
+            hyper.update({k: v for k, v in saved.items() if k != "params"})
+            self._check_hyper(hyper, f"state_dict param_groups[{g}]")
+            new_groups.append(hyper)
+        allowed = set(self.state_names) | ({"step"} if self.counts_steps else set())
+        loads = []
+        for sid, entry in state_dict["state"].items():
+            if sid not in index_map:
+                raise ValueError(f"state_dict has state for parameter {sid!r}, which no group lists")
+            p = index_map[sid]
+            if not isinstance(entry, dict) or set(entry) - allowed:
+                raise ValueError(f"state_dict state {sid!r} has keys {sorted(entry)}; "
+                                 f"{type(self).__name__} uses {sorted(allowed)}")
+            required = set(self._required_states(new_groups[p.group]))
+            missing = required - set(entry)
+            if missing:
+                raise ValueError(f"state_dict state {sid!r} lacks {sorted(missing)}")
+            arrays = {}
+            for name in required:
+                value = np.asarray(entry[name])
+                if value.shape != p.array.shape and value.size != p.array.size:
+                    raise ValueError(f"state_dict state {sid!r} '{name}' has shape {value.shape}, "
+                                     f"the parameter has shape {p.array.shape}")
+                if value.dtype.kind not in "fiu":
+                    raise TypeError(f"state_dict state {sid!r} '{name}' has dtype {value.dtype}")
+                arrays[name] = value
+            step = entry.get("step", 1)
+            step = int(np.asarray(step).item()) if self.counts_steps else 1
+            if step < 0:
+                raise ValueError(f"state_dict state {sid!r} has a negative step")
+            loads.append((p, arrays, step))
+        # all checked: commit
+        for g, hyper in enumerate(new_groups):
+            group = self.param_groups[g]
+            for k, v in hyper.items():
+                if k != "params":
+                    dict.__setitem__(group, k, v)
+            group.version += 1
+            self._allocate(g, self._required_states(group))
+        loaded = {p.index for p, _, _ in loads}
+        for p in self._params:
+            if p.index not in loaded:
+                for name, view in p.states.items():
+                    view.fill(self._state_init(name, self.param_groups[p.group]))
+                self._steps[p.index] = 0
+        for p, arrays, step in loads:
+            for name, value in arrays.items():
+                p.states[name][...] = value.reshape(-1)
+            self._steps[p.index] = step
+        self._plan = None
+
+    @property
+    def state(self):
+        """Per-parameter state (views into the flat buffers), one dict per parameter."""
+        out = []
+        for p in self._params:
+            entry = {"step": self._steps[p.index]} if self.counts_steps else {}
+            entry.update({k: v.reshape(p.array.shape) for k, v in p.states.items()})
+            out.append(entry)
+        return out
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for g, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {g}")
+            lines.extend(f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params")
+        return "\n".join(lines) + "\n)"
+
+
+class _Call:
+    """One kernel call: a run of parameters consecutive in memory, with their states."""
+
+    __slots__ = ("first", "stop", "group", "size", "p", "states", "dtype", "backend", "kernels",
+                 "kernel_name", "goff", "merged")
+
+    def kernel(self, parallel):
+        k = self.kernels[parallel]
+        if k is None:
+            k = self.kernels[parallel] = self.backend.kernel(self.kernel_name, self.dtype, parallel)
+        return k
+
+    def grad(self, grads):
+        g = grads[self.first]
+        if self.merged:
+            owner = g if g.base is None else g.base
+            return owner[self.goff:self.goff + self.size]
+        return g if g.ndim == 1 else g.reshape(-1)
+
+
+class _Plan:
+    """The kernel calls for one set of gradient arrays, validated once.
+
+    While the same gradient arrays come back (checked by identity through weak references,
+    so the plan never keeps a caller's gradients alive) the plan is reused as is.
+    """
+
+    def __init__(self, opt, grads, backend):
+        params = opt._params
+        spans = opt._state_spans()
+        for i, (g, p) in enumerate(zip(grads, params)):
+            if g is None:
+                continue
+            check_grad(g, p.array, f"grads[{i}]")
+            start, stop = span(g)
+            k = bisect.bisect_right(spans, (start, math.inf)) - 1
+            hit = None
+            for s in spans[max(k, 0):k + 2]:
+                if s[0] < stop and start < s[1] and stop > start:
+                    hit = s[2]
+            if hit is not None:
+                raise ValueError(f"grads[{i}] overlaps {hit}; gradients must not share memory "
+                                 "with parameters or optimizer state")
+        self.backend = backend
+        self.refs = [None if g is None else weakref.ref(g) for g in grads]
+        self.calls = []
+        merge = opt.clipnorm is None  # per-array clipping needs per-array calls
+        runs = []
+        for i, (g, p) in enumerate(zip(grads, params)):
+            if g is None:
+                continue
+            if merge and runs and _adjacent(params[runs[-1][-1]], p, grads[runs[-1][-1]], g, opt._steps):
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        hypers = opt._hyper
+        for run in runs:
+            first, last = params[run[0]], params[run[-1]]
+            call = _Call()
+            call.first, call.stop, call.group = run[0], run[-1] + 1, first.group
+            call.size = sum(params[i].flat.size for i in run)
+            call.dtype = first.array.dtype
+            call.merged = len(run) > 1
+            if call.merged:
+                call.p = first.owner[first.offset:last.offset + last.flat.size]
+                g0 = grads[run[0]]
+                call.goff = (address(g0) - address(_owner(g0))) // g0.itemsize
+            else:
+                call.p, call.goff = first.flat, 0
+            used = hypers[first.group]["_states"]
+            states = []
+            for name in opt.state_names:
+                if name in used:
+                    view = first.states[name]
+                    if call.merged:  # consecutive same-dtype params of a group have adjacent states
+                        base = view.base
+                        start = (address(view) - address(base)) // view.itemsize
+                        view = base[start:start + call.size]
+                    states.append(view)
+                else:
+                    states.append(opt._empty(call.dtype))
+            call.states = tuple(states)
+            call.backend, call.kernel_name, call.kernels = backend, opt.kernel, [None, None]
+            self.calls.append(call)
+        self._norm_out = None
+
+    def matches(self, grads):
+        refs = self.refs
+        if len(refs) != len(grads):
+            return False
+        for r, g in zip(refs, grads):
+            if (r() if r is not None else None) is not g:
+                return False
+        return True
+
+    def norm_sums(self, grads, threads):
+        """Sum of squares of each call's gradient (float64 partials, fixed chunking)."""
+        chunk = _backends.NORM_CHUNK
+        if self._norm_out is None:
+            counts = [max(1, -(-c.size // chunk)) for c in self.calls]
+            self._norm_out = np.zeros(sum(counts))
+            bounds = np.cumsum([0] + counts)
+            self._norm_slices = [self._norm_out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        sums = []
+        for call, out in zip(self.calls, self._norm_slices):
+            parallel = threads > 1 and call.size >= _backends.PARALLEL_THRESHOLD
+            call.backend.kernel("norm_partials", call.dtype, parallel)(call.grad(grads), out, chunk, 0, 2.0)
+            sums.append(math.fsum(out))
+        return sums
+
+
+def _adjacent(a, b, ga, gb, steps):
+    """Whether params ``a`` then ``b`` (and their grads) can share one kernel call."""
+    if a.group != b.group or a.array.dtype != b.array.dtype or steps[a.index] != steps[b.index]:
+        return False
+    if a.owner is None or a.owner is not b.owner or b.offset != a.offset + a.flat.size:
+        return False
+    oa, ob = _owner(ga), _owner(gb)
+    if oa is None or oa is not ob:
+        return False
+    return address(gb) == address(ga) + ga.nbytes
+
+
+def _as_groups(params):
+    if isinstance(params, np.ndarray):
+        return [{"params": [params]}]
+    if isinstance(params, dict):
+        raise TypeError("params must be an array, a list of arrays or a list of dicts, got a dict")
+    try:
+        items = list(params)
+    except TypeError:
+        raise TypeError(f"params must be an array, a list of arrays or a list of dicts, "
+                        f"got {type(params).__name__}") from None
+    if not items:
+        raise ValueError("optimizer got an empty parameter list")
+    if all(isinstance(x, dict) for x in items):
+        return items
+    if any(isinstance(x, dict) for x in items):
+        raise TypeError("params mixes arrays and group dicts")
+    return [{"params": items}]
