@@ -99,7 +99,7 @@ def adam_step(p, g, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_deca
     v *= b2
     v += (1 - b2) * grad * grad
     step_size = lr / (1 - b1 ** t)
-    bc2_sqrt = math.sqrt(1 - b2 ** (t - 1 + 1e-9))
+    bc2_sqrt = math.sqrt(1 - b2 ** t)
     if amsgrad:
         vmax = _zeros_state(state, "max_exp_avg_sq", p)
         np.maximum(vmax, v, out=vmax)  # NaN propagates, as torch.maximum
