@@ -57,8 +57,6 @@ def _load_source(modname, variant, rebind):
         source = f.read()
     with open(os.path.join(_KERNEL_DIR, "_common.py"), "rb") as f:
         source += f.read()
-    # The digest is part of the module name, which Numba's on-disk cache keys on, so an edit
-    # to the shared helpers (which Numba does not track) never reuses a stale cached kernel.
     digest = hashlib.sha1(source).hexdigest()[:10]
     spec = importlib.util.spec_from_file_location(f"fastopt._kernels.{modname}_{variant}_{digest}", path)
     module = importlib.util.module_from_spec(spec)
@@ -74,6 +72,7 @@ def _load_source(modname, variant, rebind):
             del sys.modules["cython"]
     for name, value in rebind.items():
         setattr(module, name, value)
+    module.__fastopt_tag__ = f"{variant}_{digest}"
     return module
 
 
@@ -174,8 +173,13 @@ class NumbaBackend(Backend):
                 sig = [] if ann is None else [numba_signature(value, np.float64, numba.types)]
                 setattr(module, attr, numba.njit(*sig, error_model="numpy")(value))
             for attr in kernels:
+                func = getattr(module, attr)
+                # Numba's cache files are named after the source file and the qualname only: a
+                # qualname per variant keeps the serial and parallel builds apart, and the digest
+                # of the sources (helpers included, which Numba does not track) retires stale ones.
+                func.__qualname__ = f"{attr}_{module.__fastopt_tag__}"
                 setattr(module, attr, numba.njit(parallel=parallel, error_model="numpy", nogil=True,
-                                                 cache=True)(getattr(module, attr)))
+                                                 cache=True)(func))
             self._modules[key] = module
         return self._modules[key]
 

@@ -66,7 +66,7 @@ def flatten(arrays, dtype=None):
 
 
 def layout(views):
-    """``(offsets, shapes)`` of ``views`` inside their common flat buffer (in elements).
+    """``(offsets, shapes)`` of ``views`` inside their common buffer (offsets in bytes).
 
     Raises ValueError if the views do not share one contiguous 1-D owner buffer.
     """
@@ -77,19 +77,24 @@ def layout(views):
         if base is None or (owner is not None and base is not owner):
             raise ValueError(f"views[{i}] is not a view of the same flat buffer")
         owner = base
-        offsets.append((address(v) - address(base)) // v.itemsize)
+        offsets.append(address(v) - address(base))
         shapes.append(v.shape)
     return offsets, shapes
 
 
 def _owner(a):
-    """The 1-D C-contiguous array that owns ``a``'s memory, if ``a`` is a contiguous view of one."""
+    """The C-contiguous array whose memory ``a`` views (``a`` itself if it owns its data),
+    or None if ``a`` is not a contiguous view of such an array."""
     base = a if a.base is None else a.base
-    if not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous:
-        return None
-    if base.dtype != a.dtype or not a.flags.c_contiguous:
+    if not isinstance(base, np.ndarray) or not base.flags.c_contiguous or not a.flags.c_contiguous:
         return None
     return base
+
+
+def span_view(owner, byte_offset, n, dtype):
+    """The 1-D ``dtype`` view of ``n`` elements at ``byte_offset`` bytes into ``owner``."""
+    raw = owner if (owner.ndim == 1 and owner.dtype == np.uint8) else owner.reshape(-1).view(np.uint8)
+    return raw[byte_offset:byte_offset + n * dtype.itemsize].view(dtype)
 
 
 def address(a):

@@ -19,7 +19,7 @@ import numpy as np
 
 from fastopt import _backends
 from fastopt._validate import check_grad, check_param, overlapping, positive_or_none, real, span
-from fastopt.flat import _owner, address, alloc_staggered
+from fastopt.flat import _owner, address, alloc_staggered, span_view
 
 
 class ParamGroup(dict):
@@ -69,8 +69,8 @@ class _Param:
         self.flat = array.reshape(-1)
         self.group = group
         self.states = {}
-        self.owner = _owner(array)
-        self.offset = (address(array) - address(self.owner)) // array.itemsize if self.owner is not None else -1
+        self.owner = _owner(array)  # byte offset into owner: adjacent params can share a call
+        self.offset = address(array) - address(self.owner) if self.owner is not None else -1
 
 
 class Optimizer:
@@ -413,8 +413,7 @@ class _Call:
     def grad(self, grads):
         g = grads[self.first]
         if self.merged:
-            owner = g if g.base is None else g.base
-            return owner[self.goff:self.goff + self.size]
+            return span_view(g if g.base is None else g.base, self.goff, self.size, self.dtype)
         return g if g.ndim == 1 else g.reshape(-1)
 
 
@@ -462,9 +461,9 @@ class _Plan:
             call.dtype = first.array.dtype
             call.merged = len(run) > 1
             if call.merged:
-                call.p = first.owner[first.offset:last.offset + last.flat.size]
+                call.p = span_view(first.owner, first.offset, call.size, call.dtype)
                 g0 = grads[run[0]]
-                call.goff = (address(g0) - address(_owner(g0))) // g0.itemsize
+                call.goff = address(g0) - address(_owner(g0))
             else:
                 call.p, call.goff = first.flat, 0
             used = hypers[first.group]["_states"]
@@ -473,9 +472,8 @@ class _Plan:
                 if name in used:
                     view = first.states[name]
                     if call.merged:  # consecutive same-dtype params of a group have adjacent states
-                        base = view.base
-                        start = (address(view) - address(base)) // view.itemsize
-                        view = base[start:start + call.size]
+                        owner = _owner(view)
+                        view = span_view(owner, address(view) - address(owner), call.size, call.dtype)
                     states.append(view)
                 else:
                     states.append(opt._empty(call.dtype))
@@ -513,7 +511,7 @@ def _adjacent(a, b, ga, gb, steps):
     """Whether params ``a`` then ``b`` (and their grads) can share one kernel call."""
     if a.group != b.group or a.array.dtype != b.array.dtype or steps[a.index] != steps[b.index]:
         return False
-    if a.owner is None or a.owner is not b.owner or b.offset != a.offset + a.flat.size:
+    if a.owner is None or a.owner is not b.owner or b.offset != a.offset + a.array.nbytes:
         return False
     oa, ob = _owner(ga), _owner(gb)
     if oa is None or oa is not ob:

@@ -1,0 +1,315 @@
+"""``python -m fastopt bench``: time one optimizer step on one flat buffer, against NumPy and torch.
+
+For each optimizer and size, every implementation steps the same parameters and gradients, held in
+staggered flat buffers (``fastopt.flat.alloc_staggered``), on the same number of threads:
+
+- ``fastopt[<backend>]``: the fused kernel;
+- ``numpy``: ``fastopt.reference.STEPS`` (whole-array NumPy expressions with temporaries);
+- ``torch-fused`` / ``torch-forloop``: ``torch.optim`` with ``fused=True`` / ``foreach=False``, when torch
+  imports (an optimizer without a fused implementation, such as RMSprop, has no fused row).
+
+Each measurement warms up 2 steps (JIT compilation and first-touch allocations are excluded), then
+repeats for ``repeat_time`` seconds or at least 3 samples and reports the median time per step.
+GB/s counts the bytes a fused step must move per element (see ``bytes_per_element``).
+
+The helpers here (``OPTIMIZERS``, ``make_stepper``, ``bytes_per_element``) are shared with the
+pytest-benchmark suites in ``benchmarks/``.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+DEFAULT_SIZES = (1_000, 65_536, 1_048_576, 16_777_216)
+
+#: optimizer name -> hyperparameters used by every implementation (torch names and defaults)
+OPTIMIZERS = {
+    "SGD": {"lr": 1e-3, "momentum": 0.9},
+    "Adam": {"lr": 1e-3},
+    "AdamW": {"lr": 1e-3, "weight_decay": 1e-2},
+    "RMSprop": {"lr": 1e-2},
+    "Adagrad": {"lr": 1e-2},
+}
+
+IMPLS = ("fastopt", "numpy", "torch-fused", "torch-forloop")
+
+
+class Unsupported(Exception):
+    """This implementation cannot run this case (e.g. torch has no fused RMSprop)."""
+
+
+def bytes_per_element(name, hyper, itemsize):
+    """Bytes one fused step reads and writes per element: p r/w, g read, each state r/w.
+
+    Adam fp32: p 8 + g 4 + exp_avg 8 + exp_avg_sq 8 = 28 B (+8 with amsgrad); SGD with momentum 20
+    (12 without); RMSprop 20 (+8 centered, +8 momentum); Adagrad 20.
+    """
+    words = 3  # p read + write, g read
+    if name == "SGD":
+        words += 2 if hyper.get("momentum", 0) else 0
+    elif name in ("Adam", "AdamW"):
+        words += 4 + (2 if hyper.get("amsgrad") else 0)
+    elif name == "RMSprop":
+        words += 2 + (2 if hyper.get("centered") else 0) + (2 if hyper.get("momentum", 0) else 0)
+    elif name == "Adagrad":
+        words += 2
+    else:
+        raise ValueError(f"unknown optimizer {name!r}")
+    return words * itemsize
+
+
+_base_cache = {}
+
+
+def base_data(n, dtype):
+    """Deterministic (params, grads) of ``n`` elements, cached per size and dtype (callers copy)."""
+    key = (n, np.dtype(dtype).str)
+    if key not in _base_cache:
+        _base_cache.clear()  # one size at a time: the 16M arrays are not kept around
+        rng = np.random.default_rng(n)
+        # grads ~ N(0, 1e-2): g*g stays far from float32 denormals, which would slow every impl
+        p = rng.standard_normal(n, dtype=np.float32).astype(dtype)
+        g = (rng.standard_normal(n, dtype=np.float32) * np.float32(1e-2)).astype(dtype)
+        _base_cache[key] = (p, g)
+    return _base_cache[key]
+
+
+def flat_pair(n, dtype):
+    """Fresh staggered copies of the base params and grads."""
+    from fastopt.flat import alloc_staggered
+    p0, g0 = base_data(n, dtype)
+    p = alloc_staggered(n, dtype, fill=None)
+    g = alloc_staggered(n, dtype, fill=None)
+    p[...] = p0
+    g[...] = g0
+    return p, g
+
+
+def make_stepper(impl, name, n, dtype, *, backend=None, hyper=None, global_clipnorm=None):
+    """A zero-argument callable doing one step of ``impl`` on fresh buffers of ``n`` elements.
+
+    ``impl`` is one of ``IMPLS``; ``backend`` picks the fastopt backend (None: the active one).
+    With ``global_clipnorm`` fastopt clips inside the step and torch calls ``clip_grad_norm_`` first.
+    Raises ``Unsupported`` when the implementation cannot run this case.
+    """
+    hyper = dict(OPTIMIZERS[name] if hyper is None else hyper)
+    p, g = flat_pair(n, dtype)
+    if impl == "fastopt":
+        import fastopt
+        opt = getattr(fastopt, name)(p, backend=backend, global_clipnorm=global_clipnorm, **hyper)
+        step = opt.step
+
+        def fastopt_step():
+            step(g)
+        fastopt_step.keep = (opt, p, g)
+        return fastopt_step
+    if impl == "numpy":
+        if global_clipnorm is not None:
+            raise Unsupported("numpy reference with clipping is not benchmarked")
+        from fastopt.reference import STEPS
+        update = STEPS[name]
+        state = {}
+
+        def numpy_step():
+            update(p, g, state, **hyper)
+        numpy_step.keep = (p, g, state)
+        return numpy_step
+    if impl in ("torch-fused", "torch-forloop"):
+        try:
+            import torch
+        except ImportError as exc:
+            raise Unsupported("torch is not installed") from exc
+        import fastopt
+        torch.set_num_threads(fastopt.get_num_threads())
+        param = torch.nn.Parameter(torch.from_numpy(p))  # shares the staggered buffer
+        param.grad = torch.from_numpy(g)
+        kw = {"fused": True} if impl == "torch-fused" else {"foreach": False}
+        try:
+            opt = getattr(torch.optim, name)([param], **hyper, **kw)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise Unsupported(f"torch.optim.{name}: {exc}") from exc
+        params = [param]
+        clip = torch.nn.utils.clip_grad_norm_
+        if global_clipnorm is None:
+            def torch_step():
+                opt.step()
+        else:
+            def torch_step():
+                clip(params, global_clipnorm)
+                opt.step()
+        torch_step.keep = (opt, param, p, g)
+        return torch_step
+    raise ValueError(f"unknown implementation {impl!r}; choose from {IMPLS}")
+
+
+def measure(step, repeat_time=0.15, min_samples=3, warmup=2):
+    """Median and min seconds per call of ``step()`` after ``warmup`` calls.
+
+    Samples time batches of calls so that each sample lasts ~1 ms: the timer's own cost would
+    otherwise dominate microsecond steps.
+    """
+    for _ in range(warmup - 1):
+        step()
+    t0 = time.perf_counter()
+    step()
+    est = max(time.perf_counter() - t0, 1e-7)
+    batch = max(1, min(1000, int(1e-3 / est)))
+    samples = []
+    deadline = time.perf_counter() + repeat_time
+    clock = time.perf_counter
+    while len(samples) < min_samples or clock() < deadline:
+        t0 = clock()
+        for _ in range(batch):
+            step()
+        samples.append((clock() - t0) / batch)
+    return {"median_s": statistics.median(samples), "min_s": min(samples),
+            "samples": len(samples), "calls_per_sample": batch}
+
+
+def _header(threads, dtype, backends, impls):
+    from fastopt import __version__, _backends
+    from fastopt._config import _cpu_name
+    lines = [f"fastopt {__version__} bench: one step on one flat {np.dtype(dtype).name} buffer, median time per step",
+             f"cpu: {_cpu_name()} ({_backends._cpu_count()} cores available), threads: {threads}"]
+    versions = [f"numpy {np.__version__}"]
+    for b in backends:
+        versions.append(f"fastopt[{b}] {_backends.backend(b).version()}".strip())
+    if any(i.startswith("torch") for i in impls):
+        try:
+            import torch
+            versions.append(f"torch {torch.__version__}")
+        except ImportError:
+            versions.append("torch not installed (torch rows skipped)")
+    lines.append(", ".join(versions))
+    return lines
+
+
+def run(sizes=DEFAULT_SIZES, optimizers=tuple(OPTIMIZERS), dtype="float32", threads=None,
+        backends=None, impls=IMPLS, repeat_time=0.15, out=sys.stdout):
+    """Run the benchmark, print the table to ``out`` (None: silent) and return the result dicts."""
+    import fastopt
+    from fastopt import _backends
+    dtype = np.dtype(dtype)
+    if threads is not None:
+        fastopt.set_num_threads(threads)  # torch follows in make_stepper
+    threads = fastopt.get_num_threads()
+    backends = list(backends or [fastopt.get_backend()])
+    for b in backends:
+        _backends.backend(b)  # fails early, with the install hint, if unavailable
+    rows = []
+    say = (lambda *a, **k: print(*a, **k, file=out, flush=True)) if out is not None else (lambda *a, **k: None)
+    for line in _header(threads, dtype, backends, impls):
+        say(line)
+    say()
+    head = f"{'optimizer':<9} {'size':>10} {'impl':<16} {'us/step':>10} {'GB/s':>7} {'fastopt speedup':>15}"
+    say(head)
+    say("-" * len(head))
+    for name in optimizers:
+        hyper = OPTIMIZERS[name]
+        bpe = bytes_per_element(name, hyper, dtype.itemsize)
+        for n in sizes:
+            case_rows = []
+            variants = [("fastopt", b) for b in backends if "fastopt" in impls]
+            variants += [(i, None) for i in impls if i != "fastopt"]
+            for impl, backend in variants:
+                label = f"fastopt[{backend}]" if impl == "fastopt" else impl
+                try:
+                    step = make_stepper(impl, name, n, dtype, backend=backend)
+                except Unsupported as exc:
+                    case_rows.append({"optimizer": name, "size": n, "impl": label, "skipped": str(exc)})
+                    continue
+                stats = measure(step, repeat_time=repeat_time)
+                del step
+                gc.collect()  # free this impl's buffers before the next allocates its own
+                t = stats["median_s"]
+                case_rows.append({"optimizer": name, "size": n, "impl": label, "backend": backend,
+                                  "dtype": dtype.name, "threads": threads, "bytes_per_element": bpe,
+                                  "time_us": t * 1e6, "min_us": stats["min_s"] * 1e6,
+                                  "samples": stats["samples"], "calls_per_sample": stats["calls_per_sample"],
+                                  "gbps": bpe * n / t / 1e9})
+            ref = next((r for r in case_rows if r["impl"].startswith("fastopt") and "time_us" in r), None)
+            for r in case_rows:
+                if "skipped" in r:
+                    say(f"{name:<9} {n:>10} {r['impl']:<16} {'n/a':>10} {'':>7} {'':>15}  ({r['skipped'].splitlines()[0][:60]})")
+                    continue
+                if ref is not None:
+                    r["fastopt_speedup"] = r["time_us"] / ref["time_us"]
+                sp = f"{r['fastopt_speedup']:.2f}x" if ref is not None else ""
+                say(f"{name:<9} {n:>10} {r['impl']:<16} {r['time_us']:>10.1f} {r['gbps']:>7.1f} {sp:>15}")
+            rows.extend(case_rows)
+    say("-" * len(head))
+    say("fastopt speedup = time of that row / time of " + (f"fastopt[{backends[0]}]" if "fastopt" in impls else "fastopt")
+        + f"; GB/s counts the bytes a fused step moves per element (Adam {np.dtype(dtype).name}: "
+        + f"{bytes_per_element('Adam', {}, dtype.itemsize)} B)")
+    return rows
+
+
+def _csv(kind, choices=None):
+    def parse(text):
+        items = [x.strip() for x in text.split(",") if x.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"empty {kind} list")
+        if kind == "size":
+            try:
+                return [int(x.replace("_", "")) for x in items]
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"sizes must be integers, got {text!r}") from None
+        if choices is not None:
+            lookup = {c.lower(): c for c in choices}
+            bad = [x for x in items if x.lower() not in lookup]
+            if bad:
+                raise argparse.ArgumentTypeError(f"unknown {kind} {bad}; choose from {', '.join(choices)}")
+            return [lookup[x.lower()] for x in items]
+        return items
+    return parse
+
+
+def add_arguments(parser):
+    """Add the ``bench`` options to an argparse parser."""
+    parser.add_argument("--sizes", type=_csv("size"), default=list(DEFAULT_SIZES),
+                        help="comma-separated element counts (default: 1000,65536,1048576,16777216)")
+    parser.add_argument("--optimizers", type=_csv("optimizer", tuple(OPTIMIZERS)), default=list(OPTIMIZERS),
+                        help=f"comma-separated subset of {','.join(OPTIMIZERS)} (default: all)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for fastopt and torch (default: fastopt.get_num_threads())")
+    parser.add_argument("--backend", type=_csv("backend", ("numba", "cython", "python")), default=None,
+                        help="fastopt backend(s), comma-separated (default: the active one)")
+    parser.add_argument("--impls", type=_csv("impl", IMPLS), default=list(IMPLS),
+                        help=f"comma-separated subset of {','.join(IMPLS)} (default: all)")
+    parser.add_argument("--repeat-time", type=float, default=0.15,
+                        help="seconds of repeats per measurement after 2 warm-up steps (default 0.15)")
+    parser.add_argument("--json", metavar="PATH", default=None, help="also write every result to PATH as JSON")
+
+
+def main_from_args(args):
+    """Run ``bench`` from parsed arguments; returns the exit code."""
+    import fastopt
+    from fastopt._config import config
+    if args.threads is not None and args.threads < 1:
+        print("fastopt bench: --threads must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        t0 = time.perf_counter()
+        rows = run(sizes=args.sizes, optimizers=args.optimizers, dtype=args.dtype, threads=args.threads,
+                   backends=args.backend, impls=args.impls, repeat_time=args.repeat_time)
+        wall = time.perf_counter() - t0
+    except fastopt.BackendUnavailable as exc:
+        print(f"fastopt bench: {exc}", file=sys.stderr)
+        return 2
+    print(f"wall time {wall:.1f} s")
+    if args.json:
+        payload = {"config": {k: str(v) for k, v in config().items()},
+                   "options": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
+                   "wall_s": wall, "results": rows}
+        with open(os.fspath(args.json), "w") as f:
+            json.dump(payload, f, indent=1)
+        print(f"results written to {args.json}")
+    return 0

@@ -1,0 +1,61 @@
+"""The optimizer registry that drives the parametrized specification tests."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastopt
+
+#: (name, hyperparameters): every configuration the tests pin against the reference
+CONFIGS = [
+    ("SGD", {}),
+    ("SGD", dict(lr=0.05, weight_decay=0.01)),
+    ("SGD", dict(lr=0.03, momentum=0.9)),
+    ("SGD", dict(lr=0.03, momentum=0.8, dampening=0.3, weight_decay=0.02, maximize=True)),
+    ("SGD", dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=1e-3)),
+    ("Adam", {}),
+    ("Adam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05)),
+    ("Adam", dict(lr=0.01, amsgrad=True, maximize=True)),
+    ("AdamW", {}),
+    ("AdamW", dict(lr=0.02, weight_decay=0.1, amsgrad=True, betas=(0.85, 0.995))),
+    ("RMSprop", {}),
+    ("RMSprop", dict(lr=0.003, alpha=0.9, weight_decay=0.01, momentum=0.7)),
+    ("RMSprop", dict(lr=0.003, centered=True, eps=1e-6, maximize=True)),
+    ("RMSprop", dict(lr=0.002, centered=True, momentum=0.5, weight_decay=0.1)),
+    ("Adagrad", {}),
+    ("Adagrad", dict(lr=0.05, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1, eps=1e-8)),
+    ("Adagrad", dict(lr=0.05, maximize=True)),
+]
+
+
+def config_id(cfg):
+    name, hyper = cfg
+    return name + ("-" + "-".join(f"{k}={v}" for k, v in hyper.items()) if hyper else "")
+
+
+BACKENDS = ["numba", "cython", "python"]
+
+
+def require_backend(name):
+    if name not in fastopt.available_backends():
+        pytest.skip(f"backend {name} is not available here")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    require_backend(request.param)
+    return request.param
+
+
+def mixed_grads(rng, shapes, dtype):
+    """Gradients of mixed magnitudes (1e-3 .. 1e3), as real training produces."""
+    return [(rng.standard_normal(s) * 10.0 ** rng.uniform(-3, 3, size=s)).astype(dtype) for s in shapes]
+
+
+def make_params(rng, shapes, dtype):
+    return [rng.standard_normal(s).astype(dtype) for s in shapes]
+
+
+def tolerance(dtype):
+    """Relative tolerances for fastopt against the float64/float32 NumPy reference."""
+    return dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=2e-6, atol=1e-7)
