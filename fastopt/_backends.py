@@ -61,15 +61,21 @@ def _load_source(modname, variant, rebind):
     spec = importlib.util.spec_from_file_location(f"fastopt._kernels.{modname}_{variant}_{digest}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # Numba's cache re-imports a kernel's module by name
-    shim = None
-    if importlib.util.find_spec("cython") is None:  # runtime without Cython: decorators are no-ops
+    try:
+        import cython  # noqa: F401
+        shim = None
+    except ImportError:  # a runtime without Cython: the pure-mode decorators are no-ops
         from fastopt._kernels import _cython_shim as shim
+        saved = sys.modules.get("cython")
         sys.modules["cython"] = shim
     try:
         spec.loader.exec_module(module)
     finally:
         if shim is not None:
-            del sys.modules["cython"]
+            if saved is None:
+                del sys.modules["cython"]
+            else:
+                sys.modules["cython"] = saved
     for name, value in rebind.items():
         setattr(module, name, value)
     module.__fastopt_tag__ = f"{variant}_{digest}"

@@ -134,6 +134,8 @@ def make_stepper(impl, name, n, dtype, *, backend=None, hyper=None, global_clipn
         try:
             opt = getattr(torch.optim, name)([param], **hyper, **kw)
         except (TypeError, ValueError, RuntimeError) as exc:
+            if "fused" in str(exc):
+                raise Unsupported(f"torch {torch.__version__} has no fused {name}") from exc
             raise Unsupported(f"torch.optim.{name}: {exc}") from exc
         params = [param]
         clip = torch.nn.utils.clip_grad_norm_
@@ -237,7 +239,7 @@ def run(sizes=DEFAULT_SIZES, optimizers=tuple(OPTIMIZERS), dtype="float32", thre
             ref = next((r for r in case_rows if r["impl"].startswith("fastopt") and "time_us" in r), None)
             for r in case_rows:
                 if "skipped" in r:
-                    say(f"{name:<9} {n:>10} {r['impl']:<16} {'n/a':>10} {'':>7} {'':>15}  ({r['skipped'].splitlines()[0][:60]})")
+                    say(f"{name:<9} {n:>10} {r['impl']:<16} {'-':>10} {'-':>7} {'-':>15}  {r['skipped'].splitlines()[0][:70]}")
                     continue
                 if ref is not None:
                     r["fastopt_speedup"] = r["time_us"] / ref["time_us"]
