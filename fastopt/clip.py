@@ -98,7 +98,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, *,
         >>> total = fastopt.clip_grad_norm_([dw, db], max_norm=1.0)
     """
     arrays = _arrays(grads, True)
-    max_norm = real("max_norm", max_norm)
+    max_norm = real("max_norm", max_norm, low=0.0)
     p = _norm_type(norm_type)
     be = _backends.backend(backend)
     total = _norm(arrays, p, be)

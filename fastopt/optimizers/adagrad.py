@@ -54,4 +54,7 @@ class Adagrad(Optimizer):
         return True
 
     def _scalars(self, h, step):
-        return (h["lr"] / (1.0 + (step - 1) * h["lr_decay"]), h["eps"], h["weight_decay"])
+        return (h["lr"] / (1.0 + (step - 1) * h["lr_decay"]),)
+
+    def _static_scalars(self, h):
+        return (h["eps"], h["weight_decay"])

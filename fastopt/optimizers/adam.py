@@ -58,14 +58,16 @@ class Adam(Optimizer):
         return self.state_names[:2]
 
     def _scalars(self, h, step):
+        # torch: step_size = lr / bias_correction1, bias_correction2 ** 0.5, in double
+        return (h["lr"] / (1.0 - h["b1"] ** step), (1.0 - h["b2"] ** step) ** 0.5)
+
+    def _static_scalars(self, h):
         lr, b1, b2, wd = h["lr"], h["b1"], h["b2"], h["weight_decay"]
-        step_size = lr / (1.0 - b1 ** step)
-        bc2_sqrt = (1.0 - b2 ** step) ** 0.5
         if self.decoupled:
             l2, decay = 0.0, 1.0 - lr * wd
         else:
             l2, decay = wd, 1.0
-        return (step_size, bc2_sqrt, h["eps"], b1, 1.0 - b1, b2, 1.0 - b2, l2, decay, h["amsgrad"])
+        return (h["eps"], b1, 1.0 - b1, b2, 1.0 - b2, l2, decay, h["amsgrad"])
 
 
 class AdamW(Adam):

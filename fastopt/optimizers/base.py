@@ -135,11 +135,13 @@ class Optimizer:
         self._check_hyper(group, f"param_groups[{g}]")
         # overlap with existing params and state, and within the new arrays
         spans = [(s, e, f"params[{g}][{k}]") for k, a in enumerate(arrays) for s, e in [span(a)]]
-        spans += [(s, e, f"{p.index}") for p in self._params for s, e in [span(p.array)]]
+        spans += [(s, e, f"params {p.index}") for p in self._params for s, e in [span(p.array)]]
+        spans += [span(b) + ("optimizer state",) for b in self._buffers]
         clash = overlapping(spans)
         if clash:
             raise ValueError(f"parameters overlap in memory ({clash[0]} and {clash[1]}); "
-                             "each parameter must be a distinct array, in one group only")
+                             "each parameter must be a distinct array, in one group only, "
+                             "and must not share memory with optimizer state")
         group["params"] = list(arrays)
         group.version = 0
         self.param_groups.append(group)
@@ -188,7 +190,11 @@ class Optimizer:
         raise NotImplementedError
 
     def _scalars(self, hyper, step):  # pragma: no cover - abstract
-        """Kernel scalars after the state arrays, before grad_scale, for this step (1-based)."""
+        """The kernel scalars that change with the step (1-based), first after the state arrays."""
+        raise NotImplementedError
+
+    def _static_scalars(self, hyper):  # pragma: no cover - abstract
+        """The kernel scalars that follow ``_scalars``'s and only change when a group is edited."""
         raise NotImplementedError
 
     def _empty(self, dtype):
@@ -203,31 +209,34 @@ class Optimizer:
         parameter (its state and step count stay), as a missing ``.grad`` does in torch.
         Every check runs before any array is written.
         """
-        grads = self._flat_grads(grads)
+        grads = (grads,) if type(grads) is np.ndarray and len(self._params) == 1 else self._flat_grads(grads)
         hypers = self._refresh_hyper()
-        backend = _backends.backend(self._backend_name)
         plan = self._plan
-        if plan is None or plan.backend is not backend or not plan.matches(grads):
-            plan = self._plan = _Plan(self, grads, backend)
+        if plan is None or not plan.matches(grads) or plan.backend is not _backends.backend(self._backend_name):
+            plan = self._plan = _Plan(self, grads, _backends.backend(self._backend_name))
         threads = _backends._state["threads"]
-        coefs = self._clip_coefficients(plan, grads, threads)
+        coefs = None if (self.global_clipnorm is None and self.clipnorm is None) else \
+            self._clip_coefficients(plan, grads, threads)
         steps = self._steps
-        scalar_cache = {}
         clip = self.clipvalue if self.clipvalue is not None else math.inf
+        threshold = _backends.PARALLEL_THRESHOLD
+        last_key = last_scalars = None
         for k, call in enumerate(plan.calls):
             hyper = hypers[call.group]
             step = steps[call.first] + 1
-            key = (call.group, step)
-            scalars = scalar_cache.get(key)
-            if scalars is None:
-                scalars = scalar_cache[key] = self._scalars(hyper, step)
-            scale = -1.0 if hyper["maximize"] else 1.0
-            if coefs is not None:
-                scale *= coefs[k]
-            nchunks = threads if (threads > 1 and call.size >= _backends.PARALLEL_THRESHOLD) else 1
-            call.kernel(nchunks > 1)(call.p, call.grad(grads), *call.states, *scalars, scale, clip, nchunks)
-            for i in range(call.first, call.stop):
-                steps[i] = step
+            if (call.group, step) != last_key:
+                last_key = (call.group, step)
+                last_scalars = self._scalars(hyper, step) + hyper["_static"]
+            scale = hyper["_sign"] if coefs is None else hyper["_sign"] * coefs[k]
+            if threads > 1 and call.size >= threshold:
+                call.kernel(True)(call.p, call.grad(grads), *call.states, *last_scalars, scale, clip, threads)
+            else:
+                (call.serial or call.kernel(False))(call.p, call.grad(grads), *call.states, *last_scalars,
+                                                    scale, clip, 1)
+            if call.stop - call.first == 1:
+                steps[call.first] = step
+            else:
+                steps[call.first:call.stop] = [step] * (call.stop - call.first)
 
     def _flat_grads(self, grads):
         n = len(self._params)
@@ -257,6 +266,8 @@ class Optimizer:
             if h is None or h["_version"] != group.version:
                 h = self._check_hyper(group, f"param_groups[{g}]")
                 h["_version"] = group.version
+                h["_static"] = self._static_scalars(h)
+                h["_sign"] = -1.0 if h["maximize"] else 1.0
                 h["_states"] = tuple(self._required_states(group))
                 if h["_states"] != (hypers[g] or {}).get("_states"):
                     self._allocate(g, h["_states"])  # a newly enabled state (e.g. amsgrad)
@@ -402,12 +413,14 @@ class _Call:
     """One kernel call: a run of parameters consecutive in memory, with their states."""
 
     __slots__ = ("first", "stop", "group", "size", "p", "states", "dtype", "backend", "kernels",
-                 "kernel_name", "goff", "merged")
+                 "kernel_name", "goff", "merged", "serial")
 
     def kernel(self, parallel):
         k = self.kernels[parallel]
         if k is None:
             k = self.kernels[parallel] = self.backend.kernel(self.kernel_name, self.dtype, parallel)
+            if not parallel:
+                self.serial = k
         return k
 
     def grad(self, grads):
@@ -478,7 +491,7 @@ class _Plan:
                 else:
                     states.append(opt._empty(call.dtype))
             call.states = tuple(states)
-            call.backend, call.kernel_name, call.kernels = backend, opt.kernel, [None, None]
+            call.backend, call.kernel_name, call.kernels, call.serial = backend, opt.kernel, [None, None], None
             self.calls.append(call)
         self._norm_out = None
 
@@ -487,7 +500,10 @@ class _Plan:
         if len(refs) != len(grads):
             return False
         for r, g in zip(refs, grads):
-            if (r() if r is not None else None) is not g:
+            if r is None:
+                if g is not None:
+                    return False
+            elif r() is not g:
                 return False
         return True
 

@@ -59,6 +59,9 @@ class RMSprop(Optimizer):
         return tuple(names)
 
     def _scalars(self, h, step):
+        return ()
+
+    def _static_scalars(self, h):
         alpha = h["alpha"]
         return (h["lr"], alpha, 1.0 - alpha, h["eps"], h["weight_decay"], h["momentum"],
                 h["centered"], h["momentum"] > 0)

@@ -60,6 +60,9 @@ class SGD(Optimizer):
 
     def _scalars(self, h, step):
         mom = h["momentum"]
-        first = step == 1  # torch clones the gradient into a new buffer: 0 * 0 + 1 * g
-        return (h["lr"], mom, 0.0 if first else mom, 1.0 if first else 1.0 - h["dampening"],
-                h["weight_decay"], mom != 0, h["nesterov"])
+        if step == 1:  # torch clones the gradient into a new buffer: 0 * 0 + 1 * g
+            return (h["lr"], mom, 0.0, 1.0)
+        return (h["lr"], mom, mom, 1.0 - h["dampening"])
+
+    def _static_scalars(self, h):
+        return (h["weight_decay"], h["momentum"] != 0, h["nesterov"])
