@@ -209,6 +209,7 @@ def numba_signature(func, dtype, types):
     """The Numba signature of a kernel, read from its Cython annotations."""
     f = types.float32 if dtype == np.float32 else types.float64
     table = {"cython.floating[::1]": f[::1], "cython.floating": f,
+             "cython.const[cython.floating][::1]": types.Array(f, 1, "C", readonly=True),
              "cython.double[::1]": types.float64[::1], "cython.double": types.float64,
              "cython.bint": types.boolean, "cython.int": types.intc, "cython.Py_ssize_t": types.intp}
     ann = dict(func.__annotations__)

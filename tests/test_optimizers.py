@@ -176,3 +176,33 @@ def test_single_array_params_take_single_array_grads():
     opt = fastopt.Adam(p, lr=0.1)
     opt.step(np.ones(10, np.float32))
     np.testing.assert_allclose(p, -0.1, rtol=1e-6)
+
+
+def test_momentum_enabled_mid_training_starts_from_the_gradient():
+    """torch creates the momentum buffer as a copy of the gradient when momentum first applies."""
+    torch = pytest.importorskip("torch")
+    p = np.array([1.0, -2.0, 3.0])
+    opt = fastopt.SGD([p], lr=0.1, dampening=0.5)
+    tp = torch.nn.Parameter(torch.tensor(p))
+    topt = torch.optim.SGD([tp], lr=0.1, dampening=0.5)
+    for k in range(4):
+        if k == 2:
+            opt.param_groups[0]["momentum"] = 0.9
+            topt.param_groups[0]["momentum"] = 0.9
+        g = np.array([0.5, -1.0, 2.0]) * (k + 1)
+        opt.step([g])
+        tp.grad = torch.tensor(g)
+        topt.step()
+    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-14)
+
+
+def test_dtype_reassigned_in_place_is_caught_before_any_write():
+    p = np.zeros(8, np.float32)
+    g = np.ones(8, np.float32)
+    opt = fastopt.Adam(p)
+    opt.step(g)
+    before = p.copy()
+    g.dtype = np.float64  # same object, now 4 float64 elements: a cached plan must not reuse it
+    with pytest.raises((TypeError, ValueError), match="grads"):
+        opt.step(g)
+    np.testing.assert_array_equal(p, before)

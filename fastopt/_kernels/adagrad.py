@@ -1,4 +1,4 @@
-# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: boundscheck=False, wraparound=False, cdivision=True, cpow=True, initializedcheck=False
 """Adagrad (Duchi et al. 2011), torch.optim's formulation.
 
     g   = clamp(grad * grad_scale, -clip, clip) + weight_decay * p
@@ -22,7 +22,7 @@ else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
 @cython.ccall
 @cython.nogil
 @cython.exceptval(check=False)
-def adagrad(p: cython.floating[::1], g: cython.floating[::1], acc: cython.floating[::1],
+def adagrad(p: cython.floating[::1], g: cython.const[cython.floating][::1], acc: cython.floating[::1],
             clr: cython.floating, eps: cython.floating, weight_decay: cython.floating,
             grad_scale: cython.floating, clip: cython.floating,
             nchunks: cython.Py_ssize_t) -> cython.void:

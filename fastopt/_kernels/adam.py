@@ -1,4 +1,4 @@
-# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: boundscheck=False, wraparound=False, cdivision=True, cpow=True, initializedcheck=False
 """Adam and AdamW (Kingma & Ba 2015; Loshchilov & Hutter 2019), torch.optim's formulation.
 
     g  = clamp(grad * grad_scale, -clip, clip) + l2 * p        (l2: Adam's weight_decay)
@@ -25,7 +25,7 @@ else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
 @cython.ccall
 @cython.nogil
 @cython.exceptval(check=False)
-def adam(p: cython.floating[::1], g: cython.floating[::1], m: cython.floating[::1],
+def adam(p: cython.floating[::1], g: cython.const[cython.floating][::1], m: cython.floating[::1],
          v: cython.floating[::1], vmax: cython.floating[::1],
          step_size: cython.floating, bc2_sqrt: cython.floating, eps: cython.floating,
          b1: cython.floating, c1: cython.floating, b2: cython.floating, c2: cython.floating,

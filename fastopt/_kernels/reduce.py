@@ -1,4 +1,4 @@
-# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: boundscheck=False, wraparound=False, cdivision=True, cpow=True, initializedcheck=False
 """Reductions and in-place elementwise clipping for gradients.
 
 ``norm_partials`` writes one partial result per chunk of ``chunk`` elements, accumulated in double:
@@ -43,7 +43,7 @@ def _accumulate(s: cython.double, x: cython.double, kind: cython.int, power: cyt
 @cython.ccall
 @cython.nogil
 @cython.exceptval(check=False)
-def norm_partials(x: cython.floating[::1], out: cython.double[::1], chunk: cython.Py_ssize_t,
+def norm_partials(x: cython.const[cython.floating][::1], out: cython.double[::1], chunk: cython.Py_ssize_t,
                   kind: cython.int, power: cython.double) -> cython.void:
     n: cython.Py_ssize_t = x.shape[0]
     nparts: cython.Py_ssize_t = out.shape[0]

@@ -1,4 +1,4 @@
-# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: boundscheck=False, wraparound=False, cdivision=True, cpow=True, initializedcheck=False
 """RMSprop (Hinton 2012; centered: Graves 2013), torch.optim's formulation.
 
     g   = clamp(grad * grad_scale, -clip, clip) + weight_decay * p
@@ -23,7 +23,7 @@ else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
 @cython.ccall
 @cython.nogil
 @cython.exceptval(check=False)
-def rmsprop(p: cython.floating[::1], g: cython.floating[::1], sq: cython.floating[::1],
+def rmsprop(p: cython.floating[::1], g: cython.const[cython.floating][::1], sq: cython.floating[::1],
             ga: cython.floating[::1], buf: cython.floating[::1],
             lr: cython.floating, alpha: cython.floating, c_alpha: cython.floating,
             eps: cython.floating, weight_decay: cython.floating, momentum: cython.floating,

@@ -1,4 +1,4 @@
-# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: boundscheck=False, wraparound=False, cdivision=True, cpow=True, initializedcheck=False
 """SGD with momentum, dampening and Nesterov (Sutskever et al. 2013), torch.optim's formulation.
 
     g  = clamp(grad * grad_scale, -clip, clip) + weight_decay * p
@@ -24,7 +24,7 @@ else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
 @cython.ccall
 @cython.nogil
 @cython.exceptval(check=False)
-def sgd(p: cython.floating[::1], g: cython.floating[::1], buf: cython.floating[::1],
+def sgd(p: cython.floating[::1], g: cython.const[cython.floating][::1], buf: cython.floating[::1],
         lr: cython.floating, momentum: cython.floating, b_mom: cython.floating,
         c_damp: cython.floating, weight_decay: cython.floating, use_buf: cython.bint,
         nesterov: cython.bint, grad_scale: cython.floating, clip: cython.floating,

@@ -22,6 +22,10 @@ from fastopt._validate import check_grad, check_param, overlapping, positive_or_
 from fastopt.flat import _owner, address, alloc_staggered, span_view
 
 
+#: keys of torch.optim's param groups that choose an implementation, not the update rule
+_TORCH_SWITCHES = frozenset({"foreach", "fused", "capturable", "differentiable"})
+
+
 class ParamGroup(dict):
     """A parameter group (a dict as in torch); any edit takes effect at the next step."""
 
@@ -110,7 +114,7 @@ class Optimizer:
         self._spans = None        # sorted byte spans of params and states (lazy)
         self._plan = None
         self._single = False
-        groups = _as_groups(params)
+        groups, self._grouped = _as_groups(params)
         self._single = isinstance(params, np.ndarray)
         for group in groups:
             self.add_param_group(group)
@@ -126,7 +130,7 @@ class Optimizer:
             raise ValueError("optimizer got an empty parameter list")
         g = len(self.param_groups)
         for k, a in enumerate(arrays):
-            check_param(a, f"params[{g}][{k}]" if g or "params" in param_group else f"params[{k}]")
+            check_param(a, f"param_groups[{g}]['params'][{k}]" if self._grouped else f"params[{k}]")
         unknown = set(param_group) - set(self.defaults) - {"params"}
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected hyperparameters {sorted(unknown)}")
@@ -185,6 +189,9 @@ class Optimizer:
 
     def _state_init(self, name, group):
         return 0.0
+
+    def _on_new_state(self, g, names):
+        """Called when an edit of group ``g`` enables state ``names`` after construction."""
 
     def _check_hyper(self, group, where):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -270,7 +277,10 @@ class Optimizer:
                 h["_sign"] = -1.0 if h["maximize"] else 1.0
                 h["_states"] = tuple(self._required_states(group))
                 if h["_states"] != (hypers[g] or {}).get("_states"):
+                    fresh = [n for n in h["_states"] if n not in self._group_params[g][0].states]
                     self._allocate(g, h["_states"])  # a newly enabled state (e.g. amsgrad)
+                    if fresh and hypers[g] is not None:
+                        self._on_new_state(g, fresh)
                     self._plan = None
                 hypers[g] = h
         return hypers
@@ -306,7 +316,8 @@ class Optimizer:
             entry = {"step": step} if self.counts_steps else {}
             for name in names:
                 entry[name] = p.states[name].reshape(p.array.shape).copy()
-            state[p.index] = entry
+            if entry:  # torch keeps no entry for a param without state (SGD without momentum)
+                state[p.index] = entry
         groups = []
         for g, group in enumerate(self.param_groups):
             d = {k: v for k, v in group.items() if k != "params"}
@@ -337,6 +348,10 @@ class Optimizer:
             for sid, p in zip(ids, mine):
                 index_map[sid] = p
             hyper = ParamGroup(self.param_groups[g])
+            # torch.optim's groups also hold implementation switches: ignore them (and
+            # decoupled_weight_decay where it matches this class) so torch's state_dict loads
+            saved = {k: v for k, v in saved.items() if k not in _TORCH_SWITCHES and not (
+                k == "decoupled_weight_decay" and v == getattr(self, "decoupled", False))}
             unknown = set(saved) - set(self.defaults) - {"params"}
             if unknown:
                 raise ValueError(f"state_dict group {g} has hyperparameters {sorted(unknown)} "
@@ -455,6 +470,8 @@ class _Plan:
                                  "with parameters or optimizer state")
         self.backend = backend
         self.refs = [None if g is None else weakref.ref(g) for g in grads]
+        # an array's dtype can be reassigned in place (changing its length): re-check it
+        self.dtypes = [None if g is None else g.dtype for g in grads]
         self.calls = []
         merge = opt.clipnorm is None  # per-array clipping needs per-array calls
         runs = []
@@ -499,11 +516,11 @@ class _Plan:
         refs = self.refs
         if len(refs) != len(grads):
             return False
-        for r, g in zip(refs, grads):
+        for r, g, dt in zip(refs, grads, self.dtypes):
             if r is None:
                 if g is not None:
                     return False
-            elif r() is not g:
+            elif r() is not g or g.dtype is not dt:
                 return False
         return True
 
@@ -537,7 +554,7 @@ def _adjacent(a, b, ga, gb, steps):
 
 def _as_groups(params):
     if isinstance(params, np.ndarray):
-        return [{"params": [params]}]
+        return [{"params": [params]}], False
     if isinstance(params, dict):
         raise TypeError("params must be an array, a list of arrays or a list of dicts, got a dict")
     try:
@@ -548,7 +565,7 @@ def _as_groups(params):
     if not items:
         raise ValueError("optimizer got an empty parameter list")
     if all(isinstance(x, dict) for x in items):
-        return items
+        return items, True
     if any(isinstance(x, dict) for x in items):
         raise TypeError("params mixes arrays and group dicts")
-    return [{"params": items}]
+    return [{"params": items}], False

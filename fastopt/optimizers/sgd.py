@@ -58,6 +58,12 @@ class SGD(Optimizer):
     def _state_before_first_step(self):
         return False
 
+    def _on_new_state(self, g, names):
+        # momentum switched on mid-training: torch starts the buffer as a copy of the next
+        # gradient; the (internal only) step count drives that first-step rule
+        for p in self._group_params[g]:
+            self._steps[p.index] = 0
+
     def _scalars(self, h, step):
         mom = h["momentum"]
         if step == 1:  # torch clones the gradient into a new buffer: 0 * 0 + 1 * g
