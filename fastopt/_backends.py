@@ -144,7 +144,12 @@ class PythonBackend(Backend):
             self._modules[modname] = module
 
     def _build(self, name, dtype, parallel):
-        return getattr(self._modules[_KERNEL_MODULE[name]], name)
+        fn = getattr(self._modules[_KERNEL_MODULE[name]], name)
+
+        def call(*args):
+            with np.errstate(all="ignore"):  # as silent as the compiled kernels on inf/NaN
+                fn(*args)
+        return call
 
 
 class NumbaBackend(Backend):
