@@ -5,10 +5,14 @@ The kernels are Cython pure-Python-mode sources that Numba also jits, so the ext
 
 If the extensions cannot be built (no compiler, no OpenMP) the install still succeeds and
 the Numba backend serves; ``FASTOPT_REQUIRE_CYTHON=1`` turns that into an error.
-``FASTOPT_MARCH`` (e.g. ``native`` or ``x86-64-v3``) adds ``-march=...`` for a wheel that
-runs only on such CPUs; the default is portable.
+``FASTOPT_MARCH`` sets ``-march``. By default an x86-64 build machine with AVX2 and FMA
+builds for ``x86-64-v3`` (without it the SSE2-only loops turn compute-bound: 1.7x slower than
+Numba at 16M elements); ``FASTOPT_MARCH=x86-64`` builds a wheel for any x86-64 CPU and
+``FASTOPT_MARCH=native`` for this CPU exactly. ``-ffp-contract=off`` keeps FMA contraction
+from changing results: the Cython and Numba backends agree to the last bit.
 """
 import os
+import platform
 import sys
 
 from setuptools import setup
@@ -28,8 +32,8 @@ def extensions():
         print("fastopt: Cython not available; skipping the Cython backend", file=sys.stderr)
         return []
     # -fno-math-errno lets sqrt vectorize; -O3 enables the runtime alias checks the loops need
-    cflags = ["-O3", "-fno-math-errno", "-fopenmp"]
-    march = os.environ.get("FASTOPT_MARCH")
+    cflags = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-fopenmp"]
+    march = os.environ.get("FASTOPT_MARCH") or default_march()
     if march:
         cflags.append(f"-march={march}")
     exts = [Extension(f"fastopt._cy.{name}", [f"fastopt/_kernels/{name}.py"],
@@ -38,6 +42,19 @@ def extensions():
     exts.append(Extension("fastopt._cy.openmp", ["fastopt/_cy/openmp.pyx"],
                           extra_compile_args=cflags, extra_link_args=["-fopenmp"]))
     return cythonize(exts, language_level=3, quiet=True)
+
+
+def default_march():
+    """x86-64-v3 when this x86-64 Linux machine has its features, else the compiler's default."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return None
+    v3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}
+    return "x86-64-v3" if v3 <= set(flags) else None
 
 
 class OptionalBuildExt(build_ext):
