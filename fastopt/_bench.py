@@ -8,8 +8,9 @@ staggered flat buffers (``fastopt.flat.alloc_staggered``), on the same number of
 - ``torch-fused`` / ``torch-forloop``: ``torch.optim`` with ``fused=True`` / ``foreach=False``, when torch
   imports (an optimizer without a fused implementation, such as RMSprop, has no fused row).
 
-Each measurement warms up 2 steps (JIT compilation and first-touch allocations are excluded), then
-repeats for ``repeat_time`` seconds or at least 3 samples and reports the median time per step.
+Each implementation warms up 2 steps (JIT compilation and first-touch allocations are excluded);
+then the implementations of one case are timed interleaved, in rotated order, for ``repeat_time``
+seconds each or at least 3 samples, and the median time per step is reported.
 GB/s counts the bytes a fused step must move per element (see ``bytes_per_element``).
 
 The helpers here (``OPTIMIZERS``, ``make_stepper``, ``bytes_per_element``) are shared with the
@@ -65,30 +66,37 @@ def bytes_per_element(name, hyper, itemsize):
     return words * itemsize
 
 
-_base_cache = {}
+_BLOCK = 65536
+_blocks = {}
 
 
-def base_data(n, dtype):
-    """Deterministic (params, grads) of ``n`` elements, cached per size and dtype (callers copy)."""
-    key = (n, np.dtype(dtype).str)
-    if key not in _base_cache:
-        _base_cache.clear()  # one size at a time: the 16M arrays are not kept around
-        rng = np.random.default_rng(n)
+def _block(dtype):
+    """One block of deterministic (params, grads) values, tiled to any size (cheap even at 16M)."""
+    key = np.dtype(dtype).str
+    if key not in _blocks:
+        rng = np.random.default_rng(0)
         # grads ~ N(0, 1e-2): g*g stays far from float32 denormals, which would slow every impl
-        p = rng.standard_normal(n, dtype=np.float32).astype(dtype)
-        g = (rng.standard_normal(n, dtype=np.float32) * np.float32(1e-2)).astype(dtype)
-        _base_cache[key] = (p, g)
-    return _base_cache[key]
+        p = rng.standard_normal(_BLOCK).astype(dtype)
+        g = (rng.standard_normal(_BLOCK) * 1e-2).astype(dtype)
+        _blocks[key] = (p, g)
+    return _blocks[key]
+
+
+def _fill_tiled(dst, block):
+    k = block.size
+    full = dst.size // k
+    dst[:full * k].reshape(full, k)[...] = block
+    dst[full * k:] = block[:dst.size - full * k]
 
 
 def flat_pair(n, dtype):
-    """Fresh staggered copies of the base params and grads."""
+    """Fresh staggered (params, grads) buffers of ``n`` elements with deterministic values."""
     from fastopt.flat import alloc_staggered
-    p0, g0 = base_data(n, dtype)
+    p0, g0 = _block(dtype)
     p = alloc_staggered(n, dtype, fill=None)
     g = alloc_staggered(n, dtype, fill=None)
-    p[...] = p0
-    g[...] = g0
+    _fill_tiled(p, p0)
+    _fill_tiled(g, g0)
     return p, g
 
 
@@ -151,28 +159,65 @@ def make_stepper(impl, name, n, dtype, *, backend=None, hyper=None, global_clipn
     raise ValueError(f"unknown implementation {impl!r}; choose from {IMPLS}")
 
 
-def measure(step, repeat_time=0.15, min_samples=3, warmup=2):
-    """Median and min seconds per call of ``step()`` after ``warmup`` calls.
+def measure(steps, repeat_time=0.15, min_samples=3, warmup=2):
+    """Median and min seconds per call of each ``steps[label]()``, measured interleaved.
 
-    Samples time batches of calls so that each sample lasts ~1 ms: the timer's own cost would
-    otherwise dominate microsecond steps.
+    After ``warmup`` calls each (JIT compilation and first-step allocations excluded), rounds
+    time one batch of every implementation in rotated order, until each has had about
+    ``repeat_time`` seconds and ``min_samples`` samples: memory bandwidth on a shared machine
+    drifts by tens of percent within seconds, and interleaving exposes every implementation to
+    the same drift, so their ratios hold within one run. Batches last ~1 ms, so the timer's
+    own cost does not dominate microsecond steps.
     """
-    for _ in range(warmup - 1):
-        step()
-    t0 = time.perf_counter()
-    step()
-    est = max(time.perf_counter() - t0, 1e-7)
-    batch = max(1, min(1000, int(1e-3 / est)))
-    samples = []
-    deadline = time.perf_counter() + repeat_time
     clock = time.perf_counter
-    while len(samples) < min_samples or clock() < deadline:
-        t0 = clock()
-        for _ in range(batch):
+    labels = list(steps)
+    batch = {}
+    for label in labels:
+        step = steps[label]
+        for _ in range(warmup - 1):
             step()
-        samples.append((clock() - t0) / batch)
-    return {"median_s": statistics.median(samples), "min_s": min(samples),
-            "samples": len(samples), "calls_per_sample": batch}
+        t0 = clock()
+        step()
+        est = max(clock() - t0, 1e-7)
+        batch[label] = max(1, min(1000, int(1e-3 / est)))
+    samples = {label: [] for label in labels}
+    spent = dict.fromkeys(labels, 0.0)
+    rnd = 0
+    while any(len(samples[x]) < min_samples or spent[x] < repeat_time for x in labels):
+        order = labels[rnd % len(labels):] + labels[:rnd % len(labels)]
+        rnd += 1
+        for label in order:
+            if len(samples[label]) >= min_samples and spent[label] >= repeat_time:
+                continue
+            step, k = steps[label], batch[label]
+            t0 = clock()
+            for _ in range(k):
+                step()
+            dt = clock() - t0
+            spent[label] += dt
+            samples[label].append(dt / k)
+    return {label: {"median_s": statistics.median(v), "min_s": min(v), "samples": len(v),
+                    "calls_per_sample": batch[label]} for label, v in samples.items()}
+
+
+def busy_cpus(samples=20, interval=0.005):
+    """Median number of runnable tasks besides this one (Linux; None elsewhere).
+
+    Other busy processes make every multi-threaded step wait for a time slice at its barrier
+    (medians jump to multiples of ~4 ms on a 2-core machine), so the bench warns about them.
+    """
+    counts = []
+    try:
+        for _ in range(samples):
+            with open("/proc/stat") as f:
+                for line in f:
+                    if line.startswith("procs_running"):
+                        counts.append(int(line.split()[1]) - 1)
+                        break
+            time.sleep(interval)
+    except OSError:
+        return None
+    return statistics.median(counts) if counts else None
 
 
 def _header(threads, dtype, backends, impls):
@@ -209,6 +254,9 @@ def run(sizes=DEFAULT_SIZES, optimizers=tuple(OPTIMIZERS), dtype="float32", thre
     say = (lambda *a, **k: print(*a, **k, file=out, flush=True)) if out is not None else (lambda *a, **k: None)
     for line in _header(threads, dtype, backends, impls):
         say(line)
+    busy = busy_cpus()
+    if busy:
+        say(f"WARNING: {busy:g} other runnable task(s) on this machine: multi-threaded timings will be noisy")
     say()
     head = f"{'optimizer':<9} {'size':>10} {'impl':<16} {'us/step':>10} {'GB/s':>7} {'fastopt speedup':>15}"
     say(head)
@@ -220,22 +268,26 @@ def run(sizes=DEFAULT_SIZES, optimizers=tuple(OPTIMIZERS), dtype="float32", thre
             case_rows = []
             variants = [("fastopt", b) for b in backends if "fastopt" in impls]
             variants += [(i, None) for i in impls if i != "fastopt"]
+            steps, backend_of = {}, {}
             for impl, backend in variants:
                 label = f"fastopt[{backend}]" if impl == "fastopt" else impl
                 try:
-                    step = make_stepper(impl, name, n, dtype, backend=backend)
+                    steps[label] = make_stepper(impl, name, n, dtype, backend=backend)
+                    backend_of[label] = backend
                 except Unsupported as exc:
                     case_rows.append({"optimizer": name, "size": n, "impl": label, "skipped": str(exc)})
-                    continue
-                stats = measure(step, repeat_time=repeat_time)
-                del step
-                gc.collect()  # free this impl's buffers before the next allocates its own
+            for label, stats in measure(steps, repeat_time=repeat_time).items():
                 t = stats["median_s"]
-                case_rows.append({"optimizer": name, "size": n, "impl": label, "backend": backend,
+                case_rows.append({"optimizer": name, "size": n, "impl": label, "backend": backend_of[label],
                                   "dtype": dtype.name, "threads": threads, "bytes_per_element": bpe,
                                   "time_us": t * 1e6, "min_us": stats["min_s"] * 1e6,
                                   "samples": stats["samples"], "calls_per_sample": stats["calls_per_sample"],
                                   "gbps": bpe * n / t / 1e9})
+            del steps
+            gc.collect()  # free this case's buffers before the next allocates its own
+            order = {label: k for k, (label) in enumerate(
+                [f"fastopt[{b}]" if i == "fastopt" else i for i, b in variants])}
+            case_rows.sort(key=lambda r: order.get(r["impl"], len(order)))
             ref = next((r for r in case_rows if r["impl"].startswith("fastopt") and "time_us" in r), None)
             for r in case_rows:
                 if "skipped" in r:
@@ -247,6 +299,9 @@ def run(sizes=DEFAULT_SIZES, optimizers=tuple(OPTIMIZERS), dtype="float32", thre
                 say(f"{name:<9} {n:>10} {r['impl']:<16} {r['time_us']:>10.1f} {r['gbps']:>7.1f} {sp:>15}")
             rows.extend(case_rows)
     say("-" * len(head))
+    busy = busy_cpus()
+    if busy:
+        say(f"WARNING: {busy:g} other runnable task(s) at the end of the run: multi-threaded timings may be noisy")
     say("fastopt speedup = time of that row / time of " + (f"fastopt[{backends[0]}]" if "fastopt" in impls else "fastopt")
         + f"; GB/s counts the bytes a fused step moves per element (Adam {np.dtype(dtype).name}: "
         + f"{bytes_per_element('Adam', {}, dtype.itemsize)} B)")
