@@ -217,10 +217,16 @@ class Optimizer:
         Every check runs before any array is written.
         """
         grads = (grads,) if type(grads) is np.ndarray and len(self._params) == 1 else self._flat_grads(grads)
+        self._step(grads, grads)
+
+    def _step(self, grads, keys):
+        """The step over a flat list of gradient arrays; ``keys`` are the objects whose identity
+        says the gradients are unchanged since the last step (the arrays themselves here; the
+        gradient tensors for fastopt.torch, whose NumPy views are made afresh each step)."""
         hypers = self._refresh_hyper()
         plan = self._plan
-        if plan is None or not plan.matches(grads) or plan.backend is not _backends.backend(self._backend_name):
-            plan = self._plan = _Plan(self, grads, _backends.backend(self._backend_name))
+        if plan is None or not plan.matches(grads, keys) or plan.backend is not _backends.backend(self._backend_name):
+            plan = self._plan = _Plan(self, grads, _backends.backend(self._backend_name), keys)
         threads = _backends._state["threads"]
         coefs = None if (self.global_clipnorm is None and self.clipnorm is None) else \
             self._clip_coefficients(plan, grads, threads)
@@ -452,7 +458,7 @@ class _Plan:
     so the plan never keeps a caller's gradients alive) the plan is reused as is.
     """
 
-    def __init__(self, opt, grads, backend):
+    def __init__(self, opt, grads, backend, keys):
         params = opt._params
         spans = opt._state_spans()
         for i, (g, p) in enumerate(zip(grads, params)):
@@ -469,7 +475,7 @@ class _Plan:
                 raise ValueError(f"grads[{i}] overlaps {hit}; gradients must not share memory "
                                  "with parameters or optimizer state")
         self.backend = backend
-        self.refs = [None if g is None else weakref.ref(g) for g in grads]
+        self.refs = [None if g is None else weakref.ref(k) for g, k in zip(grads, keys)]
         # an array's dtype can be reassigned in place (changing its length): re-check it
         self.dtypes = [None if g is None else g.dtype for g in grads]
         self.calls = []
@@ -512,15 +518,15 @@ class _Plan:
             self.calls.append(call)
         self._norm_out = None
 
-    def matches(self, grads):
+    def matches(self, grads, keys):
         refs = self.refs
         if len(refs) != len(grads):
             return False
-        for r, g, dt in zip(refs, grads, self.dtypes):
+        for r, g, k, dt in zip(refs, grads, keys, self.dtypes):
             if r is None:
                 if g is not None:
                     return False
-            elif r() is not g or g.dtype is not dt:
+            elif g is None or r() is not k or g.dtype is not dt:
                 return False
         return True
 
