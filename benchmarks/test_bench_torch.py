@@ -1,0 +1,43 @@
+"""The optimizer step of a real model's parameters in PyTorch: fastopt.torch (flat and per tensor)
+against torch.optim (fused, foreach, for-loop) and DeepSpeed's CPU Adam when installed.
+
+Run:  python -m pytest benchmarks/test_bench_torch.py --benchmark-only
+(``gpt2`` allocates ~2 GB per implementation; the smoke run with --benchmark-disable skips it.)
+"""
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+from fastopt._bench import bytes_per_element
+from fastopt._bench_torch import IMPLS, MODELS, make_torch_stepper
+
+pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("model", tuple(MODELS))
+def test_bench_model_step(benchmark, request, model, impl):
+    if model == "gpt2" and request.config.getoption("benchmark_disable"):
+        pytest.skip("gpt2 (124M parameters) is skipped in the smoke run")
+    shapes = MODELS[model]()
+    try:
+        step = make_torch_stepper(impl, "Adam", shapes, {"lr": 1e-3})
+    except ImportError as exc:
+        pytest.skip(str(exc))
+    n = sum(int(np.prod(s)) for s in shapes)
+    benchmark.group = f"Adam step, {model} ({len(shapes)} arrays, {n:,} parameters)"
+    step()
+    step()
+    if model == "gpt2":
+        benchmark.pedantic(step, rounds=5, iterations=1)
+    else:
+        benchmark(step)
+    stats = getattr(benchmark, "stats", None)
+    benchmark.extra_info.update(elements=n, arrays=len(shapes), bytes_per_element=28)
+    if stats is not None:
+        benchmark.extra_info["gbps"] = bytes_per_element("Adam", {}, 4) * n / stats.stats.median / 1e9
+    del step
+    gc.collect()
