@@ -14,9 +14,10 @@ Conventions (shared with the rest of fastopt):
   state entries as torch does on its first step; ``g`` is never modified. ``state["step"]`` is a Python int.
 - float32 and float64 arrays of any shape keep their dtype: per-step scalars (bias corrections, step sizes) are
   Python floats computed in double precision, which NumPy 2 casts to the array's dtype (NEP 50).
-- Two deliberate differences from torch's code, both within a few ulps: the moving averages use the documented
-  form ``b * m + (1 - b) * g`` where torch calls ``lerp``, and the final division is written
-  ``p + (-lr * x) / d`` (as the kernels do) where torch's ``addcdiv`` computes ``p + (-lr) * (x / d)``.
+- Moving averages that torch computes with ``lerp`` (Adam's ``exp_avg``, centered RMSprop's ``grad_avg``) use
+  lerp's form ``m + w * (g - m)`` (``g - (g - m) * (1 - w)`` for ``w >= 0.5``); torch's CPU lerp fuses that
+  multiply-add into one rounding (FMA), which the kernels do not, so results differ from torch by an ulp at
+  most per step. ``addcdiv`` is written as torch's CPU kernel evaluates it: ``p + (value * x) / d``.
 - Clipping follows torch for the functional helpers (``clip_grad_norm_``, ``clip_grad_value_``; norms accumulate
   in float64) and Keras 3 for the optimizer keywords (``keras_clip``: ``clipnorm``, ``global_clipnorm``,
   ``clipvalue``).
@@ -35,6 +36,11 @@ def _zeros_state(state, key, p):
     if state.get(key) is None:
         state[key] = np.zeros_like(p)
     return state[key]
+
+
+def _lerp(a, b, w):
+    """torch.lerp(a, b, w): ``a + w * (b - a)``, or ``b - (b - a) * (1 - w)`` when w >= 0.5."""
+    return a + w * (b - a) if w < 0.5 else b - (b - a) * (1 - w)
 
 
 def _next_step(state):
@@ -76,7 +82,7 @@ def adam_step(p, g, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_deca
 
     t = t + 1;  g = -g if maximize else g
     p = p * (1 - lr * weight_decay) if decoupled, else g = g + weight_decay * p
-    m = b1 * m + (1 - b1) * g;  v = b2 * v + (1 - b2) * g * g
+    m = lerp(m, g, 1 - b1) = m + (1 - b1) * (g - m);  v = b2 * v + (1 - b2) * g * g
     v_hat = vmax = maximum(vmax, v) if amsgrad else v
     p = p + (-step_size * m) / (sqrt(v_hat) / bc2_sqrt + eps)
     with step_size = lr / (1 - b1**t) and bc2_sqrt = sqrt(1 - b2**t), in double.
@@ -94,8 +100,7 @@ def adam_step(p, g, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_deca
             p *= 1 - lr * weight_decay
         else:
             grad = grad + weight_decay * p
-    m *= b1
-    m += (1 - b1) * grad
+    m[...] = _lerp(m, grad, 1 - b1)
     v *= b2
     v += (1 - b2) * grad * grad
     step_size = lr / (1 - b1 ** t)
@@ -123,7 +128,7 @@ def rmsprop_step(p, g, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0
 
     g = -g if maximize else g;  g = g + weight_decay * p
     sq = alpha * sq + (1 - alpha) * g * g
-    ga = alpha * ga + (1 - alpha) * g;  den = sqrt(sq - ga * ga) + eps     (centered)
+    ga = lerp(ga, g, 1 - alpha);  den = sqrt(sq - ga * ga) + eps     (centered)
     den = sqrt(sq) + eps                                                   (otherwise)
     buf = momentum * buf + g / den;  p = p - lr * buf                      (momentum > 0)
     p = p + (-lr * g) / den                                                (otherwise)
@@ -141,8 +146,7 @@ def rmsprop_step(p, g, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0
     square_avg += (1 - alpha) * grad * grad
     if centered:
         grad_avg = _zeros_state(state, "grad_avg", p)
-        grad_avg *= alpha
-        grad_avg += (1 - alpha) * grad
+        grad_avg[...] = _lerp(grad_avg, grad, 1 - alpha)
         avg = np.sqrt(square_avg - grad_avg * grad_avg)
     else:
         avg = np.sqrt(square_avg)

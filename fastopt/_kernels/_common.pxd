@@ -17,3 +17,9 @@ cdef inline floating scaled_grad(floating gi, floating grad_scale, floating clip
     elif gi < -clip:
         gi = -clip
     return gi
+
+
+cdef inline floating lerp(floating a, floating b, floating w, floating w1) noexcept nogil:
+    if w < 0.5:
+        return a + w * (b - a)
+    return b - (b - a) * w1

@@ -28,3 +28,11 @@ def scaled_grad(gi, grad_scale, clip):
     elif gi < -clip:
         gi = -clip
     return gi
+
+
+def lerp(a, b, w, w1):
+    """``a + w * (b - a)``, or ``b - (b - a) * w1`` when ``w >= 0.5`` (``w1 = 1 - w``): torch's lerp,
+    which torch.optim uses for Adam's first moment and centered RMSprop's mean gradient."""
+    if w < 0.5:
+        return a + w * (b - a)
+    return b - (b - a) * w1

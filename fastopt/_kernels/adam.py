@@ -3,7 +3,7 @@
 
     g  = clamp(grad * grad_scale, -clip, clip) + l2 * p        (l2: Adam's weight_decay)
     p  = p * decay                                             (decay: AdamW's 1 - lr * wd)
-    m  = b1 * m + c1 * g                                       (c1 = 1 - b1)
+    m  = lerp(m, g, c1) = m + c1 * (g - m)                    (c1 = 1 - b1; torch's lerp)
     v  = b2 * v + c2 * g * g                                   (c2 = 1 - b2)
     vmax = max(vmax, v); v_hat = vmax if amsgrad else v
     p  = p + (-step_size * m) / (sqrt(v_hat) / bc2_sqrt + eps)
@@ -15,11 +15,11 @@ from __future__ import annotations
 import cython
 
 if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import chunk_size, scaled_grad, uidx
+    from cython.cimports.fastopt._kernels._common import chunk_size, lerp, scaled_grad, uidx
     from cython.cimports.libc.math import sqrt
     from cython.parallel import prange
 else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
-    from fastopt._kernels._common import chunk_size, prange, scaled_grad, sqrt, uidx
+    from fastopt._kernels._common import chunk_size, lerp, prange, scaled_grad, sqrt, uidx
 
 
 @cython.ccall
@@ -51,7 +51,7 @@ def adam(p: cython.floating[::1], g: cython.const[cython.floating][::1], m: cyth
             if l2 != 0:
                 gi = gi + l2 * pi
             pi = pi * decay
-            mi = b1 * m[i] + c1 * gi
+            mi = lerp(m[i], gi, c1, b1)
             vi = b2 * v[i] + c2 * gi * gi
             m[i] = mi
             v[i] = vi

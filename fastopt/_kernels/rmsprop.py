@@ -3,7 +3,7 @@
 
     g   = clamp(grad * grad_scale, -clip, clip) + weight_decay * p
     sq  = alpha * sq + c_alpha * g * g                       (c_alpha = 1 - alpha)
-    ga  = alpha * ga + c_alpha * g                           (centered only)
+    ga  = lerp(ga, g, c_alpha) = ga + c_alpha * (g - ga)     (centered only; torch's lerp)
     den = sqrt(sq - ga * ga) + eps if centered else sqrt(sq) + eps
     buf = momentum * buf + g / den;  p = p - lr * buf          (momentum > 0)
     p   = p + (-lr * g) / den                                  (otherwise)
@@ -13,11 +13,11 @@ from __future__ import annotations
 import cython
 
 if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import chunk_size, scaled_grad, uidx
+    from cython.cimports.fastopt._kernels._common import chunk_size, lerp, scaled_grad, uidx
     from cython.cimports.libc.math import sqrt
     from cython.parallel import prange
 else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
-    from fastopt._kernels._common import chunk_size, prange, scaled_grad, sqrt, uidx
+    from fastopt._kernels._common import chunk_size, lerp, prange, scaled_grad, sqrt, uidx
 
 
 @cython.ccall
@@ -52,7 +52,7 @@ def rmsprop(p: cython.floating[::1], g: cython.const[cython.floating][::1], sq: 
             si = alpha * sq[i] + c_alpha * gi * gi
             sq[i] = si
             if centered:
-                ai = alpha * ga[i] + c_alpha * gi
+                ai = lerp(ga[i], gi, c_alpha, alpha)
                 ga[i] = ai
                 si = si - ai * ai
             den = sqrt(si)
