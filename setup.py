@@ -18,7 +18,16 @@ import sys
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-KERNELS = ("sgd", "adam", "rmsprop", "adagrad", "reduce")
+
+def _kernel_modules():
+    """fastopt._kernels.MODULES, read without importing the package (numpy may be absent)."""
+    namespace = {}
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastopt", "_kernels", "__init__.py")) as f:
+        exec(f.read(), namespace)
+    return namespace["MODULES"]
+
+
+KERNELS = _kernel_modules()
 REQUIRED = os.environ.get("FASTOPT_REQUIRE_CYTHON", "") not in ("", "0")
 
 

@@ -33,7 +33,7 @@ NORM_CHUNK = 32768
 
 _KERNEL_DIR = os.path.join(os.path.dirname(__file__), "_kernels")
 _KERNEL_MODULE = {"sgd": "sgd", "adam": "adam", "rmsprop": "rmsprop", "adagrad": "adagrad",
-                  "norm_partials": "reduce", "scale_clamp_": "reduce"}
+                  "norm_partials": "reduce", "scale_clamp_": "reduce", "stream": "stream"}
 
 
 class BackendUnavailable(ImportError):

@@ -39,7 +39,10 @@ OPTIMIZERS = {
     "Adagrad": {"lr": 1e-2},
 }
 
-IMPLS = ("fastopt", "numpy", "torch-fused", "torch-forloop")
+IMPLS = ("fastopt", "numpy", "torch-fused", "torch-foreach", "torch-forloop", "deepspeed")
+#: --against names (torch = torch's fused implementation)
+AGAINST = {"numpy": "numpy", "torch": "torch-fused", "torch-fused": "torch-fused",
+           "torch-foreach": "torch-foreach", "torch-forloop": "torch-forloop", "deepspeed": "deepspeed"}
 
 
 class Unsupported(Exception):
@@ -117,6 +120,7 @@ def make_stepper(impl, name, n, dtype, *, backend=None, hyper=None, global_clipn
         def fastopt_step():
             step(g)
         fastopt_step.keep = (opt, p, g)
+        fastopt_step.params = p
         return fastopt_step
     if impl == "numpy":
         if global_clipnorm is not None:
@@ -128,8 +132,26 @@ def make_stepper(impl, name, n, dtype, *, backend=None, hyper=None, global_clipn
         def numpy_step():
             update(p, g, state, **hyper)
         numpy_step.keep = (p, g, state)
+        numpy_step.params = p
         return numpy_step
-    if impl in ("torch-fused", "torch-forloop"):
+    if impl == "deepspeed":
+        try:
+            import torch
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+        except ImportError as exc:
+            raise Unsupported("deepspeed is not installed") from exc
+        if name not in ("Adam", "AdamW") or global_clipnorm is not None:
+            raise Unsupported("DeepSpeedCPUAdam is Adam/AdamW only")
+        param = torch.nn.Parameter(torch.from_numpy(p))
+        param.grad = torch.from_numpy(g)
+        opt = DeepSpeedCPUAdam([param], adamw_mode=name == "AdamW", **hyper)
+
+        def deepspeed_step():
+            opt.step()
+        deepspeed_step.keep = (opt, param, p, g)
+        deepspeed_step.params = p
+        return deepspeed_step
+    if impl in ("torch-fused", "torch-foreach", "torch-forloop"):
         try:
             import torch
         except ImportError as exc:
@@ -138,7 +160,8 @@ def make_stepper(impl, name, n, dtype, *, backend=None, hyper=None, global_clipn
         torch.set_num_threads(fastopt.get_num_threads())
         param = torch.nn.Parameter(torch.from_numpy(p))  # shares the staggered buffer
         param.grad = torch.from_numpy(g)
-        kw = {"fused": True} if impl == "torch-fused" else {"foreach": False}
+        kw = {"torch-fused": {"fused": True}, "torch-foreach": {"foreach": True},
+              "torch-forloop": {"foreach": False}}[impl]
         try:
             opt = getattr(torch.optim, name)([param], **hyper, **kw)
         except (TypeError, ValueError, RuntimeError) as exc:
@@ -155,6 +178,7 @@ def make_stepper(impl, name, n, dtype, *, backend=None, hyper=None, global_clipn
                 clip(params, global_clipnorm)
                 opt.step()
         torch_step.keep = (opt, param, p, g)
+        torch_step.params = p  # the tensor shares this buffer
         return torch_step
     raise ValueError(f"unknown implementation {impl!r}; choose from {IMPLS}")
 
@@ -196,8 +220,70 @@ def measure(steps, repeat_time=0.15, min_samples=3, warmup=2):
             dt = clock() - t0
             spent[label] += dt
             samples[label].append(dt / k)
-    return {label: {"median_s": statistics.median(v), "min_s": min(v), "samples": len(v),
-                    "calls_per_sample": batch[label]} for label, v in samples.items()}
+    out = {}
+    for label, v in samples.items():
+        q = statistics.quantiles(v, n=4) if len(v) >= 2 else [v[0], v[0], v[0]]
+        out[label] = {"median_s": statistics.median(v), "min_s": min(v), "samples": len(v),
+                      "iqr_s": q[2] - q[0], "calls_per_sample": batch[label]}
+    return out
+
+
+STREAM_KINDS = {"copy": (0, 2), "triad": (1, 3), "update": (2, 3)}  # kernel kind, words per element
+
+
+def ceiling(n, dtype="float32", backend=None, repeat_time=0.1):
+    """The memory ceiling at ``n`` elements: GB/s of STREAM-like copy, triad and update kernels
+    (fastopt's chunking and threads), and ``best``, the highest of them.
+
+    Bytes count what each kernel reads and writes (no write-allocate), as for the optimizers.
+    """
+    from fastopt import _backends
+    from fastopt.flat import alloc_staggered
+    dtype = np.dtype(dtype)
+    be = _backends.backend(backend)
+    a, b, c = (alloc_staggered(n, dtype, fill=1.0) for _ in range(3))
+    nchunks = _backends.chunks_for(n)
+    kern = be.kernel("stream", dtype, nchunks > 1)
+    steps = {kind: (lambda k=k: kern(a, b, c, 0.5, k, nchunks)) for kind, (k, _) in STREAM_KINDS.items()}
+    stats = measure(steps, repeat_time=repeat_time)
+    out = {kind: STREAM_KINDS[kind][1] * dtype.itemsize * n / st["median_s"] / 1e9 for kind, st in stats.items()}
+    out["best"] = max(out.values())
+    return out
+
+
+def ceiling_step(n, dtype, backend=None):
+    """A zero-argument call of the STREAM-like update kernel (a = a + s * b) over ``n`` elements."""
+    from fastopt import _backends
+    from fastopt.flat import alloc_staggered
+    dtype = np.dtype(dtype)
+    a, b = alloc_staggered(n, dtype, fill=1.0), alloc_staggered(n, dtype, fill=1e-3)
+    nchunks = _backends.chunks_for(n)
+    kern = _backends.backend(backend).kernel("stream", dtype, nchunks > 1)
+
+    def update():
+        kern(a, b, b, -0.0, 2, nchunks)  # s = -0: a stays 1.0, no drift to denormals or inf
+    return update
+
+
+def faults_per_step(step, steps=3):
+    """Minor page faults per call of ``step()`` (process-wide; Linux and macOS)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(steps):
+        step()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
+
+
+def agreement(steps, reference_label, dtype):
+    """Which implementations' parameters (after the same warm-up steps) agree with the reference's."""
+    ref = steps[reference_label].params
+    rtol = 1e-4 if np.dtype(dtype) == np.float32 else 1e-9
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    return {label: bool(np.allclose(step.params, ref, rtol=rtol, atol=rtol * scale, equal_nan=True))
+            for label, step in steps.items()}
 
 
 def busy_cpus(samples=20, interval=0.005):
@@ -238,9 +324,18 @@ def _header(threads, dtype, backends, impls):
     return lines
 
 
+DEFAULT_IMPLS = ("fastopt", "numpy", "torch-fused", "torch-forloop")
+
+
 def run(sizes=DEFAULT_SIZES, optimizers=tuple(OPTIMIZERS), dtype="float32", threads=None,
-        backends=None, impls=IMPLS, repeat_time=0.15, out=sys.stdout):
-    """Run the benchmark, print the table to ``out`` (None: silent) and return the result dicts."""
+        backends=None, impls=DEFAULT_IMPLS, repeat_time=0.15, out=sys.stdout):
+    """Run the benchmark, print the table to ``out`` (None: silent) and return the result dicts.
+
+    Per case: every implementation steps the same values twice (warm-up), their parameters are
+    compared (``agrees``), page faults are counted over 3 more steps, then all are timed
+    interleaved. Per size, the memory ceiling is measured with the STREAM-like kernels at the
+    same thread count; ``pct_ceiling`` is a row's GB/s as a percentage of the best of them.
+    """
     import fastopt
     from fastopt import _backends
     dtype = np.dtype(dtype)
@@ -257,8 +352,15 @@ def run(sizes=DEFAULT_SIZES, optimizers=tuple(OPTIMIZERS), dtype="float32", thre
     busy = busy_cpus()
     if busy:
         say(f"WARNING: {busy:g} other runnable task(s) on this machine: multi-threaded timings will be noisy")
+    ceilings = {}
+    for n in sizes:
+        ceilings[n] = ceiling(n, dtype, backends[0])
+        rows.append({"impl": "ceiling", "size": n, "dtype": dtype.name, "threads": threads, **ceilings[n]})
+    say("memory ceiling (GB/s; STREAM-like copy / triad / update at the same threads): " + ", ".join(
+        f"{n}: {c['copy']:.0f}/{c['triad']:.0f}/{c['update']:.0f}" for n, c in ceilings.items()))
     say()
-    head = f"{'optimizer':<9} {'size':>10} {'impl':<16} {'us/step':>10} {'GB/s':>7} {'fastopt speedup':>15}"
+    head = (f"{'optimizer':<9} {'size':>10} {'impl':<16} {'us/step':>10} {'+-IQR':>6} {'GB/s':>7} "
+            f"{'%ceil':>6} {'faults':>6} {'speedup':>8}")
     say(head)
     say("-" * len(head))
     for name in optimizers:
@@ -276,36 +378,88 @@ def run(sizes=DEFAULT_SIZES, optimizers=tuple(OPTIMIZERS), dtype="float32", thre
                     backend_of[label] = backend
                 except Unsupported as exc:
                     case_rows.append({"optimizer": name, "size": n, "impl": label, "skipped": str(exc)})
-            for label, stats in measure(steps, repeat_time=repeat_time).items():
+            for step in steps.values():  # warm-up: JIT, first-touch faults, lazily created state
+                step()
+                step()
+            agrees = agreement(steps, next(iter(steps)), dtype) if steps else {}
+            faults = {label: faults_per_step(step) for label, step in steps.items()}
+            # the ceiling is timed interleaved with the case, so drift hits it as it hits them
+            # sized to move the optimizer's bytes, so both live in the same level of the hierarchy
+            n_ceil = max(1, round(n * bpe / (STREAM_KINDS["update"][1] * dtype.itemsize)))
+            timed = measure({**steps, "ceiling": ceiling_step(n_ceil, dtype, backends[0])},
+                            repeat_time=repeat_time, warmup=1)
+            ceil_gbps = bpe * n / timed.pop("ceiling")["median_s"] / 1e9
+            case_rows.append({"optimizer": name, "size": n, "impl": "ceiling(update)", "gbps": ceil_gbps,
+                              "dtype": dtype.name, "threads": threads})
+            for label, stats in timed.items():
                 t = stats["median_s"]
+                gbps = bpe * n / t / 1e9
                 case_rows.append({"optimizer": name, "size": n, "impl": label, "backend": backend_of[label],
                                   "dtype": dtype.name, "threads": threads, "bytes_per_element": bpe,
                                   "time_us": t * 1e6, "min_us": stats["min_s"] * 1e6,
-                                  "samples": stats["samples"], "calls_per_sample": stats["calls_per_sample"],
-                                  "gbps": bpe * n / t / 1e9})
+                                  "iqr_pct": 100 * stats["iqr_s"] / t, "samples": stats["samples"],
+                                  "calls_per_sample": stats["calls_per_sample"], "gbps": gbps,
+                                  "pct_ceiling": 100 * gbps / ceil_gbps,
+                                  "faults_per_step": faults[label], "agrees": agrees[label]})
             del steps
             gc.collect()  # free this case's buffers before the next allocates its own
             order = {label: k for k, (label) in enumerate(
                 [f"fastopt[{b}]" if i == "fastopt" else i for i, b in variants])}
             case_rows.sort(key=lambda r: order.get(r["impl"], len(order)))
             ref = next((r for r in case_rows if r["impl"].startswith("fastopt") and "time_us" in r), None)
+            case_rows.sort(key=lambda r: r["impl"] != "ceiling(update)")
             for r in case_rows:
+                if r["impl"] == "ceiling(update)":
+                    say(f"{name:<9} {n:>10} {r['impl']:<16} {'':>10} {'':>6} {r['gbps']:>7.1f} {'100%':>6}")
+                    continue
                 if "skipped" in r:
-                    say(f"{name:<9} {n:>10} {r['impl']:<16} {'-':>10} {'-':>7} {'-':>15}  {r['skipped'].splitlines()[0][:70]}")
+                    say(f"{name:<9} {n:>10} {r['impl']:<16} {'-':>10}  {r['skipped'].splitlines()[0][:60]}")
                     continue
                 if ref is not None:
                     r["fastopt_speedup"] = r["time_us"] / ref["time_us"]
                 sp = f"{r['fastopt_speedup']:.2f}x" if ref is not None else ""
-                say(f"{name:<9} {n:>10} {r['impl']:<16} {r['time_us']:>10.1f} {r['gbps']:>7.1f} {sp:>15}")
+                flt = "-" if r["faults_per_step"] is None else f"{r['faults_per_step']:.0f}"
+                flag = "" if r["agrees"] else "  RESULTS DIFFER from the first implementation"
+                say(f"{name:<9} {n:>10} {r['impl']:<16} {r['time_us']:>10.1f} {r['iqr_pct']:>5.0f}% "
+                    f"{r['gbps']:>7.1f} {r['pct_ceiling']:>5.0f}% {flt:>6} {sp:>8}{flag}")
             rows.extend(case_rows)
     say("-" * len(head))
     busy = busy_cpus()
     if busy:
         say(f"WARNING: {busy:g} other runnable task(s) at the end of the run: multi-threaded timings may be noisy")
-    say("fastopt speedup = time of that row / time of " + (f"fastopt[{backends[0]}]" if "fastopt" in impls else "fastopt")
-        + f"; GB/s counts the bytes a fused step moves per element (Adam {np.dtype(dtype).name}: "
-        + f"{bytes_per_element('Adam', {}, dtype.itemsize)} B)")
+    say("speedup = time of that row / time of " + (f"fastopt[{backends[0]}]" if "fastopt" in impls else "fastopt")
+        + f"; GB/s counts the bytes a fused step reads and writes per element (Adam {dtype.name}: "
+        + f"{bytes_per_element('Adam', {}, dtype.itemsize)} B); %ceil = GB/s / that of the read-modify-write "
+        + "update kernel a = a + s*b moving the same bytes, timed interleaved in the same case; faults = minor page faults per step after warm-up; "
+        + "+-IQR = interquartile range / median")
     return rows
+
+
+def plot(rows, path):
+    """A PNG of GB/s against size for each implementation, with the measured ceiling as a line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ceil = sorted((r["size"], r["best"]) for r in rows if r.get("impl") == "ceiling")
+    if ceil:
+        ax.plot(*zip(*ceil), "k--", label="measured ceiling (best STREAM-like kernel)")
+    series = {}
+    for r in rows:
+        if "gbps" in r and r.get("impl") != "ceiling":
+            series.setdefault(f"{r['optimizer']} {r['impl']}", []).append((r["size"], r["gbps"]))
+    for label, pts in sorted(series.items()):
+        pts.sort()
+        ax.plot(*zip(*pts), marker="o", label=label, alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("elements")
+    ax.set_ylabel("GB/s (bytes a fused step moves)")
+    ax.set_title("fastopt bench: one optimizer step on one flat buffer")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _csv(kind, choices=None):
@@ -339,8 +493,13 @@ def add_arguments(parser):
                         help="threads for fastopt and torch (default: fastopt.get_num_threads())")
     parser.add_argument("--backend", type=_csv("backend", ("numba", "cython", "python")), default=None,
                         help="fastopt backend(s), comma-separated (default: the active one)")
-    parser.add_argument("--impls", type=_csv("impl", IMPLS), default=list(IMPLS),
-                        help=f"comma-separated subset of {','.join(IMPLS)} (default: all)")
+    parser.add_argument("--impls", type=_csv("impl", IMPLS), default=None,
+                        help=f"comma-separated subset of {','.join(IMPLS)} (default: {','.join(DEFAULT_IMPLS)})")
+    parser.add_argument("--against", type=_csv("competitor", tuple(AGAINST)), default=None,
+                        help="competitors besides fastopt, each used when it imports: "
+                             f"{','.join(AGAINST)} (torch = fused); default: numpy,torch,torch-forloop")
+    parser.add_argument("--plot", metavar="PATH", default=None,
+                        help="write a PNG of GB/s against size with the measured ceiling (needs matplotlib)")
     parser.add_argument("--repeat-time", type=float, default=0.15,
                         help="seconds of repeats per measurement after 2 warm-up steps (default 0.15)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write every result to PATH as JSON")
@@ -353,10 +512,13 @@ def main_from_args(args):
     if args.threads is not None and args.threads < 1:
         print("fastopt bench: --threads must be >= 1", file=sys.stderr)
         return 2
+    impls = list(args.impls or DEFAULT_IMPLS)
+    if args.against is not None:
+        impls = ["fastopt"] + list(dict.fromkeys(AGAINST[a] for a in args.against))
     try:
         t0 = time.perf_counter()
         rows = run(sizes=args.sizes, optimizers=args.optimizers, dtype=args.dtype, threads=args.threads,
-                   backends=args.backend, impls=args.impls, repeat_time=args.repeat_time)
+                   backends=args.backend, impls=impls, repeat_time=args.repeat_time)
         wall = time.perf_counter() - t0
     except fastopt.BackendUnavailable as exc:
         print(f"fastopt bench: {exc}", file=sys.stderr)
@@ -369,4 +531,11 @@ def main_from_args(args):
         with open(os.fspath(args.json), "w") as f:
             json.dump(payload, f, indent=1)
         print(f"results written to {args.json}")
+    if args.plot:
+        try:
+            plot(rows, args.plot)
+        except ImportError:
+            print("fastopt bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
+            return 2
+        print(f"plot written to {args.plot}")
     return 0

@@ -17,4 +17,4 @@ Conventions every kernel follows:
 """
 
 #: kernel modules, in build order; setup.py compiles each into fastopt._cy.<name>
-MODULES = ("sgd", "adam", "rmsprop", "adagrad", "reduce")
+MODULES = ("sgd", "adam", "rmsprop", "adagrad", "reduce", "stream")
