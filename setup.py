@@ -40,8 +40,10 @@ def extensions():
             raise
         print("fastopt: Cython not available; skipping the Cython backend", file=sys.stderr)
         return []
-    # -fno-math-errno lets sqrt vectorize; -O3 enables the runtime alias checks the loops need
-    cflags = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-fopenmp"]
+    # -fno-math-errno lets sqrt vectorize, -fno-trapping-math lets branches (lerp, clamps) become
+    # selects (no result changes: traps are off anyway); -O3 enables the loops' runtime alias checks
+    cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-fopenmp",
+              "--param=max-unswitch-insns=1000", "--param=max-unswitch-level=6"]
     march = os.environ.get("FASTOPT_MARCH") or default_march()
     if march:
         cflags.append(f"-march={march}")

@@ -51,14 +51,17 @@ def rmsprop(p: cython.floating[::1], g: cython.const[cython.floating][::1], sq: 
                 gi = gi + weight_decay * pi
             si = alpha * sq[i] + c_alpha * gi * gi
             sq[i] = si
+            # every local is assigned once per iteration (Cython makes them lastprivate, and gcc
+            # will not vectorize a loop whose live-out value comes from a conditional path)
+            ai = gi
             if centered:
                 ai = lerp(ga[i], gi, c_alpha, alpha)
                 ga[i] = ai
-                si = si - ai * ai
-            den = sqrt(si)
+            den = sqrt(si - ai * ai) if centered else sqrt(si)
             den = den + eps
+            bi = gi / den
             if use_buf:
-                bi = momentum * buf[i] + gi / den
+                bi = momentum * buf[i] + bi
                 buf[i] = bi
                 p[i] = pi - lr * bi
             else:
