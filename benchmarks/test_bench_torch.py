@@ -17,21 +17,23 @@ from fastopt._bench_torch import IMPLS, MODELS, make_torch_stepper
 pytest.importorskip("torch")
 
 
+@pytest.mark.parametrize("clip", [None, 1.0], ids=["step", "clip+step"])
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("model", tuple(MODELS))
-def test_bench_model_step(benchmark, request, model, impl):
-    if model == "gpt2" and request.config.getoption("benchmark_disable"):
-        pytest.skip("gpt2 (124M parameters) is skipped in the smoke run")
+def test_bench_model_step(benchmark, request, model, impl, clip):
+    if model != "small-arrays" and request.config.getoption("benchmark_disable"):
+        pytest.skip(f"{model} is skipped in the smoke run (large)")
     shapes = MODELS[model]()
     try:
-        step = make_torch_stepper(impl, "Adam", shapes, {"lr": 1e-3})
+        step = make_torch_stepper(impl, "Adam", shapes, {"lr": 1e-3}, global_clipnorm=clip)
     except ImportError as exc:
         pytest.skip(str(exc))
     n = sum(int(np.prod(s)) for s in shapes)
-    benchmark.group = f"Adam step, {model} ({len(shapes)} arrays, {n:,} parameters)"
+    what = "Adam step" if clip is None else f"global-norm clip ({clip}) + Adam step"
+    benchmark.group = f"{what}, {model} ({len(shapes)} arrays, {n:,} parameters)"
     step()
     step()
-    if model == "gpt2":
+    if model != "small-arrays":
         benchmark.pedantic(step, rounds=5, iterations=1)
     else:
         benchmark(step)

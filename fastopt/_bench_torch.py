@@ -7,8 +7,10 @@ Implementations, all on the same parameter shapes and thread count, timed interl
 - ``torch.optim`` with ``foreach=False`` (for-loop), ``foreach=True`` and ``fused=True``;
 - DeepSpeed's ``DeepSpeedCPUAdam`` when it imports (Adam/AdamW only).
 
-Models: ``gpt2`` (GPT-2 small's 148 arrays, 124M parameters) and ``small-arrays`` (500 arrays of
-2,048 elements: per-call overhead dominates).
+Models: ``gpt2`` (GPT-2 small's 148 arrays, 124M parameters), ``transformer`` (a small
+transformer's 196 arrays, 13.8M parameters) and ``small-arrays`` (500 arrays of 2,048 elements:
+per-call overhead dominates). ``--global-clipnorm`` runs the clip + step pipeline: fastopt's
+fused clip (``global_clipnorm``) against ``torch.nn.utils.clip_grad_norm_`` then the step.
 """
 from __future__ import annotations
 
@@ -32,10 +34,20 @@ def gpt2_small_shapes():
     return shapes + [(d,), (d,)]
 
 
-MODELS = {"gpt2": gpt2_small_shapes, "small-arrays": lambda: [(2048,)] * 500}
+def transformer_shapes(d=256, layers=16, vocab=4000, ctx=512):
+    """A small transformer's parameter shapes: 196 arrays, 13.8M parameters (d=256, 16 layers)."""
+    shapes = [(vocab, d), (ctx, d)]
+    for _ in range(layers):
+        shapes += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,), (d,), (d,),
+                   (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
+    return shapes + [(d,), (d,)]
 
 
-def make_torch_stepper(impl, name, shapes, hyper, dtype="float32"):
+MODELS = {"gpt2": gpt2_small_shapes, "transformer": transformer_shapes,
+          "small-arrays": lambda: [(2048,)] * 500}
+
+
+def make_torch_stepper(impl, name, shapes, hyper, dtype="float32", global_clipnorm=None):
     """A zero-argument step of ``impl`` over fresh parameters of ``shapes`` with gradients set."""
     import torch
 
@@ -47,11 +59,12 @@ def make_torch_stepper(impl, name, shapes, hyper, dtype="float32"):
     params = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=tdtype) * 0.02) for s in shapes]
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen, dtype=tdtype) * 1e-3
+    fused_clip = {} if global_clipnorm is None else {"global_clipnorm": global_clipnorm}
     if impl == "fastopt-flat":
         ft.flatten_parameters(params)
-        opt = getattr(ft, name)(params, **hyper)
+        opt = getattr(ft, name)(params, **hyper, **fused_clip)
     elif impl == "fastopt-tensor":
-        opt = getattr(ft, name)(params, **hyper)
+        opt = getattr(ft, name)(params, **hyper, **fused_clip)
     elif impl.startswith("torch-"):
         kw = {"torch-fused": {"fused": True}, "torch-foreach": {"foreach": True},
               "torch-forloop": {"foreach": False}}[impl]
@@ -63,13 +76,17 @@ def make_torch_stepper(impl, name, shapes, hyper, dtype="float32"):
         opt = DeepSpeedCPUAdam(params, adamw_mode=name == "AdamW", **hyper)
     else:
         raise ValueError(f"unknown implementation {impl!r}; choose from {IMPLS}")
+    clip = torch.nn.utils.clip_grad_norm_
+
     def torch_step(_step=opt.step):
+        if global_clipnorm is not None and not impl.startswith("fastopt"):
+            clip(params, global_clipnorm)
         _step()
     torch_step.keep = (opt, params)  # the optimizer holds the parameters
     return torch_step
 
 
-def run(model="gpt2", name="Adam", impls=IMPLS, repeat_time=1.0, out=sys.stdout):
+def run(model="gpt2", name="Adam", impls=IMPLS, repeat_time=1.0, out=sys.stdout, global_clipnorm=None):
     """Time each implementation's step on ``model``'s shapes; print and return the rows."""
     import torch
 
@@ -81,11 +98,12 @@ def run(model="gpt2", name="Adam", impls=IMPLS, repeat_time=1.0, out=sys.stdout)
     steps, rows = {}, []
     for impl in impls:
         try:
-            steps[impl] = make_torch_stepper(impl, name, shapes, hyper)
+            steps[impl] = make_torch_stepper(impl, name, shapes, hyper, global_clipnorm=global_clipnorm)
         except (ImportError, RuntimeError, TypeError, ValueError) as exc:
             rows.append({"impl": impl, "skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}"})
     say = (lambda *a: print(*a, file=out, flush=True)) if out is not None else (lambda *a: None)
-    say(f"{name} step on {model} ({len(shapes)} arrays, {n:,} float32 parameters), "
+    what = name if global_clipnorm is None else f"global-norm clip ({global_clipnorm}) + {name}"
+    say(f"{what} step on {model} ({len(shapes)} arrays, {n:,} float32 parameters), "
         f"{fastopt.get_num_threads()} threads, torch {torch.__version__}, interleaved medians")
     stats = measure(steps, repeat_time=repeat_time, min_samples=5)
     ref = stats.get("fastopt-flat")
@@ -113,6 +131,8 @@ def add_arguments(parser):
     parser.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated subset of {','.join(IMPLS)}")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeat-time", type=float, default=1.0)
+    parser.add_argument("--global-clipnorm", type=float, default=None,
+                        help="clip all gradients to this global norm before the step (fastopt: fused)")
 
 
 def main_from_args(args):
@@ -129,5 +149,5 @@ def main_from_args(args):
     if bad:
         print(f"unknown implementations {bad}; choose from {', '.join(IMPLS)}", file=sys.stderr)
         return 2
-    run(args.model, args.optimizer, impls, args.repeat_time)
+    run(args.model, args.optimizer, impls, args.repeat_time, global_clipnorm=args.global_clipnorm)
     return 0
