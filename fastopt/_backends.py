@@ -145,8 +145,12 @@ class PythonBackend(Backend):
 
     def _build(self, name, dtype, parallel):
         fn = getattr(self._modules[_KERNEL_MODULE[name]], name)
+        # scalars typed `cython.floating` take the arrays' dtype, as the compiled signatures do
+        scalar = dtype.type
+        cast = [a == "cython.floating" for k, a in fn.__annotations__.items() if k != "return"]
 
         def call(*args):
+            args = [scalar(a) if c else a for c, a in zip(cast, args)]
             with np.errstate(all="ignore"):  # as silent as the compiled kernels on inf/NaN
                 fn(*args)
         return call

@@ -39,8 +39,13 @@ def _zeros_state(state, key, p):
 
 
 def _lerp(a, b, w):
-    """torch.lerp(a, b, w): ``a + w * (b - a)``, or ``b - (b - a) * (1 - w)`` when w >= 0.5."""
-    return a + w * (b - a) if w < 0.5 else b - (b - a) * (1 - w)
+    """torch.lerp(a, b, w): ``a + w * (b - a)``, or ``b - (b - a) * (1 - w)`` when w >= 0.5, with
+    ``1 - w`` computed in the arrays' dtype (torch casts the weight first: 1 - float32(0.8) is not
+    float32(0.2))."""
+    if w < 0.5:
+        return a + w * (b - a)
+    one, weight = a.dtype.type(1), a.dtype.type(w)
+    return b - (b - a) * (one - weight)
 
 
 def _next_step(state):

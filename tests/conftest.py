@@ -16,12 +16,14 @@ CONFIGS = [
     ("Adam", {}),
     ("Adam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05)),
     ("Adam", dict(lr=0.01, amsgrad=True, maximize=True)),
+    ("Adam", dict(lr=0.01, betas=(0.3, 0.9))),  # 1 - beta1 >= 0.5: lerp's other branch
     ("AdamW", {}),
     ("AdamW", dict(lr=0.02, weight_decay=0.1, amsgrad=True, betas=(0.85, 0.995))),
     ("RMSprop", {}),
     ("RMSprop", dict(lr=0.003, alpha=0.9, weight_decay=0.01, momentum=0.7)),
     ("RMSprop", dict(lr=0.003, centered=True, eps=1e-6, maximize=True)),
     ("RMSprop", dict(lr=0.002, centered=True, momentum=0.5, weight_decay=0.1)),
+    ("RMSprop", dict(lr=0.002, alpha=0.2, centered=True)),  # 1 - alpha >= 0.5: lerp's other branch
     ("Adagrad", {}),
     ("Adagrad", dict(lr=0.05, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1, eps=1e-8)),
     ("Adagrad", dict(lr=0.05, maximize=True)),

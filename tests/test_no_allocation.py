@@ -16,7 +16,7 @@ resource = pytest.importorskip("resource")
 N = 4_194_304  # temporaries this large are mmap'd: each one faults in ~4K pages
 
 
-def faults(step, steps=5):
+def faults(step, steps=10):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(steps):
         step()
@@ -32,7 +32,9 @@ def test_fastopt_step_takes_no_page_faults(name, clip, backend):
     opt = getattr(fastopt, name)(p, backend=backend, **_bench.OPTIMIZERS[name], **clip)
     opt.step(g)
     opt.step(g)
-    assert faults(lambda: opt.step(g)) == 0
+    # a temporary of this size would fault ~4,096 pages every step; the process's other activity
+    # (the Python heap growing, earlier tests' memory) can add a stray fault or two in total
+    assert faults(lambda: opt.step(g)) < 1
 
 
 def test_the_measurement_sees_numpy_temporaries():

@@ -19,7 +19,7 @@ cdef inline floating scaled_grad(floating gi, floating grad_scale, floating clip
     return gi
 
 
-cdef inline floating lerp(floating a, floating b, floating w, floating w1) noexcept nogil:
+cdef inline floating lerp(floating a, floating b, floating w) noexcept nogil:
     if w < 0.5:
         return a + w * (b - a)
-    return b - (b - a) * w1
+    return b - (b - a) * (<floating>1 - w)  # <floating>: Cython would write the literal as a double

@@ -30,9 +30,10 @@ def scaled_grad(gi, grad_scale, clip):
     return gi
 
 
-def lerp(a, b, w, w1):
-    """``a + w * (b - a)``, or ``b - (b - a) * w1`` when ``w >= 0.5`` (``w1 = 1 - w``): torch's lerp,
-    which torch.optim uses for Adam's first moment and centered RMSprop's mean gradient."""
+def lerp(a, b, w):
+    """torch's lerp: ``a + w * (b - a)``, or ``b - (b - a) * (1 - w)`` when ``w >= 0.5``, with
+    ``1 - w`` computed in the arrays' dtype as torch does (torch.optim uses lerp for Adam's first
+    moment and centered RMSprop's mean gradient)."""
     if w < 0.5:
         return a + w * (b - a)
-    return b - (b - a) * w1
+    return b - (b - a) * (w / w - w)  # w / w: an exact 1 of w's dtype (a literal 1.0 is float64)

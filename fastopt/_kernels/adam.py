@@ -28,7 +28,7 @@ else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
 def adam(p: cython.floating[::1], g: cython.const[cython.floating][::1], m: cython.floating[::1],
          v: cython.floating[::1], vmax: cython.floating[::1],
          step_size: cython.floating, bc2_sqrt: cython.floating, eps: cython.floating,
-         b1: cython.floating, c1: cython.floating, b2: cython.floating, c2: cython.floating,
+         c1: cython.floating, b2: cython.floating, c2: cython.floating,
          l2: cython.floating, decay: cython.floating, amsgrad: cython.bint,
          grad_scale: cython.floating, clip: cython.floating, nchunks: cython.Py_ssize_t) -> cython.void:
     n: cython.Py_ssize_t = p.shape[0]
@@ -51,7 +51,7 @@ def adam(p: cython.floating[::1], g: cython.const[cython.floating][::1], m: cyth
             if l2 != 0:
                 gi = gi + l2 * pi
             pi = pi * decay
-            mi = lerp(m[i], gi, c1, b1)
+            mi = lerp(m[i], gi, c1)
             vi = b2 * v[i] + c2 * gi * gi
             m[i] = mi
             v[i] = vi

@@ -7,6 +7,8 @@
     den = sqrt(sq - ga * ga) + eps if centered else sqrt(sq) + eps
     buf = momentum * buf + g / den;  p = p - lr * buf          (momentum > 0)
     p   = p + (-lr * g) / den                                  (otherwise)
+
+``num`` is 1 with momentum and -lr without, so either path divides once: (num * g) / den.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def rmsprop(p: cython.floating[::1], g: cython.const[cython.floating][::1], sq: 
             ga: cython.floating[::1], buf: cython.floating[::1],
             lr: cython.floating, alpha: cython.floating, c_alpha: cython.floating,
             eps: cython.floating, weight_decay: cython.floating, momentum: cython.floating,
-            centered: cython.bint, use_buf: cython.bint, grad_scale: cython.floating,
+            num: cython.floating, centered: cython.bint, use_buf: cython.bint, grad_scale: cython.floating,
             clip: cython.floating, nchunks: cython.Py_ssize_t) -> cython.void:
     n: cython.Py_ssize_t = p.shape[0]
     chunk: cython.Py_ssize_t = chunk_size(n, nchunks)
@@ -55,14 +57,16 @@ def rmsprop(p: cython.floating[::1], g: cython.const[cython.floating][::1], sq: 
             # will not vectorize a loop whose live-out value comes from a conditional path)
             ai = gi
             if centered:
-                ai = lerp(ga[i], gi, c_alpha, alpha)
+                ai = lerp(ga[i], gi, c_alpha)
                 ga[i] = ai
-            den = sqrt(si - ai * ai) if centered else sqrt(si)
+            if centered:
+                si = si - ai * ai
+            den = sqrt(si)  # one sqrt per element on either path
             den = den + eps
-            bi = gi / den
+            bi = (num * gi) / den  # the step's one division: g / den (momentum) or (-lr * g) / den
             if use_buf:
                 bi = momentum * buf[i] + bi
                 buf[i] = bi
                 p[i] = pi - lr * bi
             else:
-                p[i] = pi + (-lr * gi) / den
+                p[i] = pi + bi

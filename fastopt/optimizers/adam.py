@@ -67,7 +67,7 @@ class Adam(Optimizer):
             l2, decay = 0.0, 1.0 - lr * wd
         else:
             l2, decay = wd, 1.0
-        return (h["eps"], b1, 1.0 - b1, b2, 1.0 - b2, l2, decay, h["amsgrad"])
+        return (h["eps"], 1.0 - b1, b2, 1.0 - b2, l2, decay, h["amsgrad"])
 
 
 class AdamW(Adam):

@@ -63,5 +63,6 @@ class RMSprop(Optimizer):
 
     def _static_scalars(self, h):
         alpha = h["alpha"]
+        use_buf = h["momentum"] > 0
         return (h["lr"], alpha, 1.0 - alpha, h["eps"], h["weight_decay"], h["momentum"],
-                h["centered"], h["momentum"] > 0)
+                1.0 if use_buf else -h["lr"], h["centered"], use_buf)
