@@ -220,6 +220,10 @@ def measure(steps, repeat_time=0.15, min_samples=3, warmup=2):
             dt = clock() - t0
             spent[label] += dt
             samples[label].append(dt / k)
+            # re-fit the batch to ~1 ms: with other processes busy, a threaded step can stall
+            # ~8 ms at its barrier, and a batch fitted to the warm-up step would then take
+            # seconds per sample (the default run went past 60 s that way)
+            batch[label] = max(1, min(1000, int(1e-3 / max(dt / k, 1e-7))))
     out = {}
     for label, v in samples.items():
         q = statistics.quantiles(v, n=4) if len(v) >= 2 else [v[0], v[0], v[0]]

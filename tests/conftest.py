@@ -30,6 +30,17 @@ CONFIGS = [
 ]
 
 
+#: one demanding (non-default) configuration per optimizer family, for the costlier tests
+REPRESENTATIVE = [
+    ("SGD", dict(lr=0.03, momentum=0.9)),
+    ("Adam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05)),
+    ("AdamW", dict(lr=0.02, weight_decay=0.1, amsgrad=True, betas=(0.85, 0.995))),
+    ("RMSprop", dict(lr=0.002, centered=True, momentum=0.5, weight_decay=0.1)),
+    ("Adagrad", dict(lr=0.05, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1, eps=1e-8)),
+]
+assert all(cfg in CONFIGS for cfg in REPRESENTATIVE)
+
+
 def config_id(cfg):
     name, hyper = cfg
     return name + ("-" + "-".join(f"{k}={v}" for k, v in hyper.items()) if hyper else "")

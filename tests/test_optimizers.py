@@ -6,7 +6,8 @@ import pytest
 
 import fastopt
 from fastopt import reference
-from tests.conftest import CONFIGS, config_id, make_params, mixed_grads, require_backend, tolerance
+from tests.conftest import (CONFIGS, REPRESENTATIVE, config_id, make_params, mixed_grads, require_backend,
+                            tolerance)
 
 SIZES = [0, 1, 33, 100_003]
 STEPS = 25
@@ -78,7 +79,7 @@ CLIPS = [dict(clipnorm=0.5), dict(clipvalue=0.01), dict(global_clipnorm=1.0), di
 
 
 @pytest.mark.parametrize("clip", CLIPS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
-@pytest.mark.parametrize("cfg", [CONFIGS[2], CONFIGS[6], CONFIGS[9], CONFIGS[13], CONFIGS[15]], ids=config_id)
+@pytest.mark.parametrize("cfg", REPRESENTATIVE, ids=config_id)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_keras_clipping_keywords(cfg, clip, dtype, backend):
     name, hyper = cfg
