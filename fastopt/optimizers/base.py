@@ -20,6 +20,7 @@ import numpy as np
 from fastopt import _backends
 from fastopt._validate import check_grad, check_param, overlapping, positive_or_none, real, span
 from fastopt.flat import _owner, address, alloc_staggered, span_view
+from fastopt.schedules import LearningRateSchedule, deserialize, serialize
 
 
 #: keys of torch.optim's param groups that choose an implementation, not the update rule
@@ -98,7 +99,7 @@ class Optimizer:
     def __init__(self, params, defaults, *, backend=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None):
         self.defaults = dict(defaults)
-        self._check_hyper(self.defaults, "defaults")
+        self._check_group(self.defaults, "defaults")
         if backend is not None:
             _backends.backend(backend)  # fail now, not at the first step
         self._backend_name = backend
@@ -136,7 +137,7 @@ class Optimizer:
             raise TypeError(f"{type(self).__name__} got unexpected hyperparameters {sorted(unknown)}")
         group = ParamGroup(self.defaults)
         group.update({k: v for k, v in param_group.items() if k != "params"})
-        self._check_hyper(group, f"param_groups[{g}]")
+        self._check_group(group, f"param_groups[{g}]")
         # overlap with existing params and state, and within the new arrays
         spans = [(s, e, f"params[{g}][{k}]") for k, a in enumerate(arrays) for s, e in [span(a)]]
         spans += [(s, e, f"params {p.index}") for p in self._params for s, e in [span(p.array)]]
@@ -193,6 +194,13 @@ class Optimizer:
     def _on_new_state(self, g, names):
         """Called when an edit of group ``g`` enables state ``names`` after construction."""
 
+    def _check_group(self, group, where):
+        """``_check_hyper`` of a group whose lr may be a schedule (checked at step 0, kept)."""
+        schedule = _schedule_of(group["lr"])
+        h = self._check_hyper(group if schedule is None else {**group, "lr": schedule(0)}, where)
+        h["_schedule"] = schedule
+        return h
+
     def _check_hyper(self, group, where):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -233,13 +241,15 @@ class Optimizer:
         steps = self._steps
         clip = self.clipvalue if self.clipvalue is not None else math.inf
         threshold = _backends.PARALLEL_THRESHOLD
-        last_key = last_scalars = None
+        scalars_of = {}
+        for call in plan.calls:  # all scalars first: a bad scheduled lr raises before any write
+            key = (call.group, steps[call.first] + 1)
+            if key not in scalars_of:
+                scalars_of[key] = self._step_scalars(hypers[call.group], key[1], key[0])
         for k, call in enumerate(plan.calls):
             hyper = hypers[call.group]
             step = steps[call.first] + 1
-            if (call.group, step) != last_key:
-                last_key = (call.group, step)
-                last_scalars = self._scalars(hyper, step) + hyper["_static"]
+            last_scalars = scalars_of[(call.group, step)]
             scale = hyper["_sign"] if coefs is None else hyper["_sign"] * coefs[k]
             if threads > 1 and call.size >= threshold:
                 call.kernel(True)(call.p, call.grad(grads), *call.states, *last_scalars, scale, clip, threads)
@@ -250,6 +260,17 @@ class Optimizer:
                 steps[call.first] = step
             else:
                 steps[call.first:call.stop] = [step] * (call.stop - call.first)
+
+    def _step_scalars(self, hyper, step, g):
+        """The kernel scalars of group ``g`` at ``step`` (1-based), its lr schedule evaluated."""
+        schedule = hyper["_schedule"]
+        if schedule is None:
+            return self._scalars(hyper, step) + hyper["_static"]
+        # Keras's convention: the first update sees the schedule at step 0
+        lr = real(f"learning rate (param_groups[{g}] lr schedule at step {step - 1})", schedule(step - 1),
+                  low=0.0)
+        hyper = {**hyper, "lr": lr}
+        return self._scalars(hyper, step) + self._static_scalars(hyper)
 
     def _flat_grads(self, grads):
         n = len(self._params)
@@ -277,7 +298,7 @@ class Optimizer:
         for g, group in enumerate(self.param_groups):
             h = hypers[g]
             if h is None or h["_version"] != group.version:
-                h = self._check_hyper(group, f"param_groups[{g}]")
+                h = self._check_group(group, f"param_groups[{g}]")
                 h["_version"] = group.version
                 h["_static"] = self._static_scalars(h)
                 h["_sign"] = -1.0 if h["maximize"] else 1.0
@@ -327,6 +348,8 @@ class Optimizer:
         groups = []
         for g, group in enumerate(self.param_groups):
             d = {k: v for k, v in group.items() if k != "params"}
+            if isinstance(d.get("lr"), LearningRateSchedule):
+                d["lr"] = serialize(d["lr"])
             d["params"] = [p.index for p in self._group_params[g]]
             groups.append(d)
         return {"state": state, "param_groups": groups,
@@ -363,7 +386,9 @@ class Optimizer:
                 raise ValueError(f"state_dict group {g} has hyperparameters {sorted(unknown)} "
                                  f"that {type(self).__name__} does not have")
             hyper.update({k: v for k, v in saved.items() if k != "params"})
-            self._check_hyper(hyper, f"state_dict param_groups[{g}]")
+            if isinstance(hyper.get("lr"), dict):
+                hyper["lr"] = deserialize(hyper["lr"])
+            self._check_group(hyper, f"state_dict param_groups[{g}]")
             new_groups.append(hyper)
         allowed = set(self.state_names) | ({"step"} if self.counts_steps else set())
         loads = []
@@ -556,6 +581,13 @@ def _adjacent(a, b, ga, gb, steps):
     if oa is None or oa is not ob:
         return False
     return address(gb) == address(ga) + ga.nbytes
+
+
+def _schedule_of(lr):
+    """``lr`` itself if it is a schedule (a callable of the step), else None."""
+    if callable(lr) and not isinstance(lr, (int, float, np.number)):
+        return lr
+    return None
 
 
 def _as_groups(params):
