@@ -174,3 +174,73 @@ def test_schedule_serializes_into_the_state_dict_and_resumes_bit_identically():
         opt.step(g)
         resumed.step(g)
     np.testing.assert_array_equal(q, p)
+
+
+# ---------------------------------------------------------------------------- torch-style schedulers
+def torch_lrs(make_scheduler, steps, lr=0.1):
+    """The lr torch's scheduler gives each of ``steps`` optimizer steps."""
+    torch = pytest.importorskip("torch")
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = make_scheduler(torch.optim.lr_scheduler, opt)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+@pytest.mark.parametrize("start_factor", [0.0 + 1e-9, 0.25, 1 / 3])
+def test_linear_warmup_matches_torch_linear_lr(start_factor):
+    expected = torch_lrs(lambda L, o: L.LinearLR(o, start_factor=start_factor, end_factor=1.0, total_iters=7), 20)
+    ours = S.LinearWarmup(0.1, warmup_steps=7, start_factor=start_factor)
+    for k, e in enumerate(expected):
+        assert ours(k) == pytest.approx(e, rel=1e-12)
+
+
+def test_linear_warmup_hands_over_to_another_schedule():
+    after = S.CosineDecay(0.1, decay_steps=50)
+    sched = S.LinearWarmup(0.1, warmup_steps=10, after=after)
+    assert sched(5) == pytest.approx(0.05) and sched(10) == after(0) and sched(35) == after(25)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(anneal_strategy="linear"), dict(three_phase=True),
+                                dict(pct_start=0.5, div_factor=10.0, final_div_factor=100.0, three_phase=True,
+                                     anneal_strategy="linear")])
+def test_one_cycle_matches_torch(kw):
+    expected = torch_lrs(lambda L, o: L.OneCycleLR(o, max_lr=0.4, total_steps=97, cycle_momentum=False, **kw), 97)
+    ours = S.OneCycleLR(0.4, total_steps=97, **kw)
+    for k, e in enumerate(expected):
+        assert ours(k) == pytest.approx(e, rel=1e-10, abs=1e-15)
+    with pytest.raises(ValueError, match="past the end"):
+        ours(97)
+
+
+@pytest.mark.parametrize("kw", [dict(patience=2), dict(mode="max", patience=1, cooldown=2, factor=0.5),
+                                dict(threshold_mode="abs", threshold=0.05, patience=0, min_lr=0.02)])
+def test_reduce_on_plateau_matches_torch(kw):
+    torch = pytest.importorskip("torch")
+    metrics = [1.0, 0.9, 0.95, 0.93, 0.94, 0.96, 0.8, 0.81, 0.82, 0.83, 0.84, 0.7, 0.71, 0.72, 0.73, 0.74, 0.75]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **kw)
+    ours = S.ReduceLROnPlateau(0.1, **kw)
+    for k, m in enumerate(metrics):
+        tsched.step(m)
+        assert ours.report(m) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+        assert ours(k) == ours.current_lr
+
+
+def test_reduce_on_plateau_state_survives_serialization():
+    sched = S.ReduceLROnPlateau(0.1, patience=1)
+    for m in (1.0, 1.0, 1.0, 0.5, 0.6):
+        sched.report(m)
+    again = S.deserialize(S.serialize(sched))
+    for m in (0.7, 0.8, 0.9, 0.4):
+        assert again.report(m) == sched.report(m)
+
+
+@pytest.mark.parametrize("schedule", [S.LinearWarmup(0.1, 5, 0.1, after=S.StepLR(0.1, 3)),
+                                      S.OneCycleLR(0.3, 50, three_phase=True)], ids=lambda s: type(s).__name__)
+def test_new_schedules_round_trip(schedule):
+    again = S.deserialize(S.serialize(schedule))
+    assert again == schedule and [again(s) for s in range(50)] == [schedule(s) for s in range(50)]
