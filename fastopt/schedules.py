@@ -55,7 +55,26 @@ def _positive_int(name, value):
     return value
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _RateDecay(LearningRateSchedule):
+    """Shared parameters of ExponentialDecay and InverseTimeDecay (as in Keras)."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+        self.initial_learning_rate = real("initial_learning_rate", initial_learning_rate, low=0.0)
+        self.decay_steps = _positive_int("decay_steps", decay_steps)
+        self.decay_rate = real("decay_rate", decay_rate, low=0.0)
+        self.staircase = bool(staircase)
+
+    def _progress(self, step):
+        """``step / decay_steps``, floored with staircase."""
+        p = _step(step) / self.decay_steps
+        return math.floor(p) if self.staircase else p
+
+    def get_config(self):
+        return dict(initial_learning_rate=self.initial_learning_rate, decay_steps=self.decay_steps,
+                    decay_rate=self.decay_rate, staircase=self.staircase)
+
+
+class ExponentialDecay(_RateDecay):
     r"""Keras ``ExponentialDecay``: :math:`\gamma_0 \cdot r^{s / T}` (``floor(s / T)`` with staircase).
 
     Symbols: :math:`\gamma_0` ``initial_learning_rate``, :math:`r` ``decay_rate``,
@@ -66,21 +85,8 @@ class ExponentialDecay(LearningRateSchedule):
         0.09216
     """
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
-        self.initial_learning_rate = real("initial_learning_rate", initial_learning_rate, low=0.0)
-        self.decay_steps = _positive_int("decay_steps", decay_steps)
-        self.decay_rate = real("decay_rate", decay_rate, low=0.0)
-        self.staircase = bool(staircase)
-
     def __call__(self, step):
-        p = _step(step) / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate * self.decay_rate ** p
-
-    def get_config(self):
-        return dict(initial_learning_rate=self.initial_learning_rate, decay_steps=self.decay_steps,
-                    decay_rate=self.decay_rate, staircase=self.staircase)
+        return self.initial_learning_rate * self.decay_rate ** self._progress(step)
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
@@ -139,7 +145,7 @@ class PolynomialDecay(LearningRateSchedule):
                     end_learning_rate=self.end_learning_rate, power=self.power, cycle=self.cycle)
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_RateDecay):
     r"""Keras ``InverseTimeDecay``: :math:`\gamma_0 / (1 + r \cdot s/T)` (``floor`` with staircase).
 
     Example:
@@ -147,21 +153,8 @@ class InverseTimeDecay(LearningRateSchedule):
         0.05
     """
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False):
-        self.initial_learning_rate = real("initial_learning_rate", initial_learning_rate, low=0.0)
-        self.decay_steps = _positive_int("decay_steps", decay_steps)
-        self.decay_rate = real("decay_rate", decay_rate, low=0.0)
-        self.staircase = bool(staircase)
-
     def __call__(self, step):
-        p = _step(step) / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate / (1 + self.decay_rate * p)
-
-    def get_config(self):
-        return dict(initial_learning_rate=self.initial_learning_rate, decay_steps=self.decay_steps,
-                    decay_rate=self.decay_rate, staircase=self.staircase)
+        return self.initial_learning_rate / (1 + self.decay_rate * self._progress(step))
 
 
 def _cosine(lr, step, decay_steps, alpha):
