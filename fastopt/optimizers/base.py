@@ -114,9 +114,7 @@ class Optimizer:
         self._buffers = []        # every state buffer, for overlap checks
         self._spans = None        # sorted byte spans of params and states (lazy)
         self._plan = None
-        self._single = False
         groups, self._grouped = _as_groups(params)
-        self._single = isinstance(params, np.ndarray)
         for group in groups:
             self.add_param_group(group)
 
@@ -140,9 +138,7 @@ class Optimizer:
         self._check_group(group, f"param_groups[{g}]")
         # overlap with existing params and state, and within the new arrays
         spans = [(s, e, f"params[{g}][{k}]") for k, a in enumerate(arrays) for s, e in [span(a)]]
-        spans += [(s, e, f"params {p.index}") for p in self._params for s, e in [span(p.array)]]
-        spans += [span(b) + ("optimizer state",) for b in self._buffers]
-        clash = overlapping(spans)
+        clash = overlapping(spans + self._state_spans())
         if clash:
             raise ValueError(f"parameters overlap in memory ({clash[0]} and {clash[1]}); "
                              "each parameter must be a distinct array, in one group only, "
@@ -236,26 +232,25 @@ class Optimizer:
         if plan is None or not plan.matches(grads, keys) or plan.backend is not _backends.backend(self._backend_name):
             plan = self._plan = _Plan(self, grads, _backends.backend(self._backend_name), keys)
         threads = _backends._state["threads"]
-        coefs = None if (self.global_clipnorm is None and self.clipnorm is None) else \
-            self._clip_coefficients(plan, grads, threads)
+        coefs = self._clip_coefficients(plan, grads)
         steps = self._steps
         clip = self.clipvalue if self.clipvalue is not None else math.inf
         threshold = _backends.PARALLEL_THRESHOLD
+        call_steps = [steps[call.first] + 1 for call in plan.calls]
         scalars_of = {}
-        for call in plan.calls:  # all scalars first: a bad scheduled lr raises before any write
-            key = (call.group, steps[call.first] + 1)
+        for call, step in zip(plan.calls, call_steps):  # all first: a bad scheduled lr raises before any write
+            key = (call.group, step)
             if key not in scalars_of:
-                scalars_of[key] = self._step_scalars(hypers[call.group], key[1], key[0])
-        for k, call in enumerate(plan.calls):
+                scalars_of[key] = self._step_scalars(hypers[call.group], step, call.group)
+        for k, (call, step) in enumerate(zip(plan.calls, call_steps)):
             hyper = hypers[call.group]
-            step = steps[call.first] + 1
-            last_scalars = scalars_of[(call.group, step)]
+            scalars = scalars_of[(call.group, step)]
             scale = hyper["_sign"] if coefs is None else hyper["_sign"] * coefs[k]
             if threads > 1 and call.size >= threshold:
-                call.kernel(True)(call.p, call.grad(grads), *call.states, *last_scalars, scale, clip, threads)
+                call.kernel(True)(call.p, call.grad(grads), *call.states, *scalars, scale, clip, threads)
             else:
-                (call.serial or call.kernel(False))(call.p, call.grad(grads), *call.states, *last_scalars,
-                                                    scale, clip, 1)
+                (call.kernels[0] or call.kernel(False))(call.p, call.grad(grads), *call.states, *scalars,
+                                                        scale, clip, 1)
             if call.stop - call.first == 1:
                 steps[call.first] = step
             else:
@@ -312,10 +307,10 @@ class Optimizer:
                 hypers[g] = h
         return hypers
 
-    def _clip_coefficients(self, plan, grads, threads):
+    def _clip_coefficients(self, plan, grads):
         if self.global_clipnorm is None and self.clipnorm is None:
             return None
-        sums = plan.norm_sums(grads, threads)
+        sums = plan.norm_sums(grads)
         if self.clipnorm is not None:  # Keras: g * clipnorm / max(norm(g), clipnorm)
             c = self.clipnorm
             return [c / max(math.sqrt(s), c) if s == s else math.nan for s in sums]
@@ -459,14 +454,13 @@ class _Call:
     """One kernel call: a run of parameters consecutive in memory, with their states."""
 
     __slots__ = ("first", "stop", "group", "size", "p", "states", "dtype", "backend", "kernels",
-                 "kernel_name", "goff", "merged", "serial")
+                 "kernel_name", "goff", "merged")
 
     def kernel(self, parallel):
+        """The kernel for this call (``kernels[parallel]``, resolved on first use)."""
         k = self.kernels[parallel]
         if k is None:
             k = self.kernels[parallel] = self.backend.kernel(self.kernel_name, self.dtype, parallel)
-            if not parallel:
-                self.serial = k
         return k
 
     def grad(self, grads):
@@ -539,7 +533,7 @@ class _Plan:
                 else:
                     states.append(opt._empty(call.dtype))
             call.states = tuple(states)
-            call.backend, call.kernel_name, call.kernels, call.serial = backend, opt.kernel, [None, None], None
+            call.backend, call.kernel_name, call.kernels = backend, opt.kernel, [None, None]
             self.calls.append(call)
         self._norm_out = None
 
@@ -555,7 +549,7 @@ class _Plan:
                 return False
         return True
 
-    def norm_sums(self, grads, threads):
+    def norm_sums(self, grads):
         """Sum of squares of each call's gradient (float64 partials, fixed chunking)."""
         chunk = _backends.NORM_CHUNK
         if self._norm_out is None:
@@ -565,7 +559,7 @@ class _Plan:
             self._norm_slices = [self._norm_out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         sums = []
         for call, out in zip(self.calls, self._norm_slices):
-            parallel = threads > 1 and call.size >= _backends.PARALLEL_THRESHOLD
+            parallel = _backends.chunks_for(call.size) > 1
             call.backend.kernel("norm_partials", call.dtype, parallel)(call.grad(grads), out, chunk, 0, 2.0)
             sums.append(math.fsum(out))
         return sums
