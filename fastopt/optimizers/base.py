@@ -236,14 +236,14 @@ class Optimizer:
         steps = self._steps
         clip = self.clipvalue if self.clipvalue is not None else math.inf
         threshold = _backends.PARALLEL_THRESHOLD
-        call_steps = [steps[call.first] + 1 for call in plan.calls]
         scalars_of = {}
-        for call, step in zip(plan.calls, call_steps):  # all first: a bad scheduled lr raises before any write
-            key = (call.group, step)
+        for call in plan.calls:  # all scalars first: a bad scheduled lr raises before any write
+            key = (call.group, steps[call.first] + 1)
             if key not in scalars_of:
-                scalars_of[key] = self._step_scalars(hypers[call.group], step, call.group)
-        for k, (call, step) in enumerate(zip(plan.calls, call_steps)):
+                scalars_of[key] = self._step_scalars(hypers[call.group], key[1], key[0])
+        for k, call in enumerate(plan.calls):
             hyper = hypers[call.group]
+            step = steps[call.first] + 1  # recomputed: cheaper than a list of them (hot path)
             scalars = scalars_of[(call.group, step)]
             scale = hyper["_sign"] if coefs is None else hyper["_sign"] * coefs[k]
             if threads > 1 and call.size >= threshold:
