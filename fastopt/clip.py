@@ -45,19 +45,16 @@ def _norm(arrays, p, backend):
     """The p-norm of all elements of ``arrays`` together, in float64."""
     kind = _KIND.get(p, 2)
     chunk = _backends.NORM_CHUNK
-    threads = _backends.get_num_threads()
     total = []
     for g in arrays:
         x = g.reshape(-1)
         out = np.empty(max(1, -(-x.size // chunk)))
-        parallel = threads > 1 and x.size >= _backends.PARALLEL_THRESHOLD
-        backend.kernel("norm_partials", x.dtype, parallel)(x, out, chunk, kind, p)
-        total.append(out.max() if kind == 1 and not np.isnan(out).any() else
-                     (math.nan if kind == 1 else math.fsum(out)))
+        backend.kernel("norm_partials", x.dtype, _backends.chunks_for(x.size) > 1)(x, out, chunk, kind, p)
+        total.append(out.max() if kind == 1 else math.fsum(out))  # ndarray.max propagates NaN
     if not total:
         return 0.0
     if kind == 1:
-        return max(total) if not any(t != t for t in total) else math.nan
+        return float(np.max(total))  # NaN-propagating, unlike the builtin max
     s = math.fsum(total)
     return math.sqrt(s) if kind == 0 else s ** (1.0 / p)
 
@@ -68,10 +65,9 @@ def global_norm(grads, norm_type=2.0, *, backend=None):
 
 
 def _scale_clamp(arrays, scale, clip, backend):
-    threads = _backends.get_num_threads()
     for g in arrays:
         x = g.reshape(-1)
-        nchunks = _backends.chunks_for(x.size) if threads > 1 else 1
+        nchunks = _backends.chunks_for(x.size)
         backend.kernel("scale_clamp_", x.dtype, nchunks > 1)(x, scale, clip, nchunks)
 
 
