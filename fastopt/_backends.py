@@ -120,12 +120,14 @@ def _concrete_annotations(func):
 _PY_COERCE = {"cython.double": float, "cython.int": int, "cython.Py_ssize_t": int, "cython.bint": bool}
 
 
-def _coerced(func, ann):
-    """Wrap a helper so plain Python converts its arguments as the C signature would."""
-    converters = [_PY_COERCE[a] for k, a in ann.items() if k != "return"]
+def _coerced(func, dtype=None):
+    """Wrap ``func`` so plain Python converts its arguments as its C signature would: C scalar
+    types to Python's, ``cython.floating`` to ``dtype``'s scalar type; arrays pass as they are."""
+    table = dict(_PY_COERCE, **({"cython.floating": dtype.type} if dtype is not None else {}))
+    converters = [table.get(a) for k, a in func.__annotations__.items() if k != "return"]
 
     def wrapper(*args):
-        return func(*[conv(a) for conv, a in zip(converters, args)])
+        return func(*[a if conv is None else conv(a) for conv, a in zip(converters, args)])
     return wrapper
 
 
@@ -138,19 +140,15 @@ class PythonBackend(Backend):
         for modname in MODULES:
             module = _load_source(modname, "py", {})
             for attr, value in _helpers(module, set(_KERNEL_MODULE)):
-                ann = _concrete_annotations(value)
-                if ann is not None:
-                    setattr(module, attr, _coerced(value, ann))
+                if _concrete_annotations(value) is not None:
+                    setattr(module, attr, _coerced(value))
             self._modules[modname] = module
 
     def _build(self, name, dtype, parallel):
-        fn = getattr(self._modules[_KERNEL_MODULE[name]], name)
         # scalars typed `cython.floating` take the arrays' dtype, as the compiled signatures do
-        scalar = dtype.type
-        cast = [a == "cython.floating" for k, a in fn.__annotations__.items() if k != "return"]
+        fn = _coerced(getattr(self._modules[_KERNEL_MODULE[name]], name), dtype)
 
         def call(*args):
-            args = [scalar(a) if c else a for c, a in zip(cast, args)]
             with np.errstate(all="ignore"):  # as silent as the compiled kernels on inf/NaN
                 fn(*args)
         return call
