@@ -141,33 +141,46 @@ class _TorchOptimizer(torch.optim.Optimizer):
     # -- the fastopt optimizer behind the torch API
     def _build(self):
         self._tensors = [p for g in self.param_groups for p in g["params"]]
-        groups = []
-        for gi, group in enumerate(self.param_groups):
-            arrays = []
-            for k, p in enumerate(group["params"]):
-                _check_tensor(p, f"param_groups[{gi}]['params'][{k}]")
-                flat = getattr(p, "_fastopt_flat", None)
-                arrays.append(flat[0] if flat is not None and flat[0].ctypes.data == p.data_ptr()
-                              else p.detach().numpy())
-            groups.append({"params": arrays, **{k: group[k] for k in self._hyper}})
+        groups = [self._numpy_group(gi) for gi in range(len(self.param_groups))]
         self._inner = self._fastopt_class()(groups, **self._options)
-        self._step_counts = np.zeros(len(self._tensors), np.float32)
-        self._linked = set()
-        self._link_state()
+        self._relink()
+
+    def _numpy_group(self, gi):
+        """Param group ``gi`` for the fastopt optimizer: NumPy views of its tensors (of the flat
+        buffer where the tensor lives there, so adjacent ones merge) and its hyperparameters."""
+        group = self.param_groups[gi]
+        arrays = []
+        for k, p in enumerate(group["params"]):
+            _check_tensor(p, f"param_groups[{gi}]['params'][{k}]")
+            flat = getattr(p, "_fastopt_flat", None)
+            arrays.append(flat[0] if flat is not None and flat[0].ctypes.data == p.data_ptr()
+                          else p.detach().numpy())
+        return {"params": arrays, **{k: group[k] for k in self._hyper}}
 
     def _fastopt_class(self):
         return self._fastopt
 
     def add_param_group(self, param_group):
         super().add_param_group(param_group)
-        if hasattr(self, "_inner"):  # after construction: rebuild with the new group
-            self._build()
+        if hasattr(self, "_inner"):  # after construction: add it, keeping every other parameter's state
+            gi = len(self.param_groups) - 1
+            self._inner.add_param_group(self._numpy_group(gi))
+            self._tensors.extend(self.param_groups[gi]["params"])
+            self._relink()
+
+    def _relink(self):
+        """A step counter per parameter, and ``self.state`` pointed at views of it anew."""
+        self._step_counts = np.zeros(len(self._tensors), np.float32)
+        self._linked = set()
+        self._link_state()
 
     def _link_state(self):
         """Point ``self.state[p]`` at tensor views of the fastopt state (as torch lays it out)."""
         inner = self._inner
         counts = self._step_counts
         counts[:] = inner._steps
+        if len(self._linked) == len(self._tensors):
+            return
         for i, (p, fp) in enumerate(zip(self._tensors, inner._params)):
             if i in self._linked:
                 continue
@@ -269,8 +282,7 @@ class _TorchOptimizer(torch.optim.Optimizer):
                 for name, value in entry.items()}
         self._inner.load_state_dict(converted)  # validates everything first
         super().load_state_dict(state_dict)
-        self._linked = set()
-        self._link_state()
+        self._relink()
 
 
 def _switches(**kwargs):

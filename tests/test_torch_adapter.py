@@ -297,3 +297,20 @@ def test_bad_hyperparameter_edit_raises_before_anything_changes():
     with pytest.raises(ValueError, match="learning rate"):
         opt.step()
     assert torch.equal(p.detach(), before)
+
+
+def test_add_param_group_mid_training_keeps_state_like_torch(digits):
+    """A group added after some steps starts fresh; every other parameter keeps its state."""
+    a, b = pair(mlp, torch.float64)
+    opt_a = torch.optim.Adam(list(a[0].parameters()), lr=3e-3, foreach=False)
+    opt_b = ft.Adam(list(b[0].parameters()), lr=3e-3)
+    train(a, opt_a, digits, steps=20)
+    train(b, opt_b, digits, steps=20)
+    opt_a.add_param_group({"params": list(a[2].parameters()), "lr": 1e-3})
+    opt_b.add_param_group({"params": list(b[2].parameters()), "lr": 1e-3})
+    expected = train(a, opt_a, digits, steps=20)
+    got = train(b, opt_b, digits, steps=20)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    w = b[0].weight
+    assert float(opt_b.state[w]["step"]) == 40.0
+    assert float(opt_b.state[b[2].weight]["step"]) == 20.0
