@@ -134,53 +134,58 @@ def make_stepper(impl, name, n, dtype, *, backend=None, hyper=None, global_clipn
         numpy_step.keep = (p, g, state)
         numpy_step.params = p
         return numpy_step
-    if impl == "deepspeed":
-        try:
-            import torch
-            from deepspeed.ops.adam import DeepSpeedCPUAdam
-        except ImportError as exc:
-            raise Unsupported("deepspeed is not installed") from exc
-        if name not in ("Adam", "AdamW") or global_clipnorm is not None:
-            raise Unsupported("DeepSpeedCPUAdam is Adam/AdamW only")
-        param = torch.nn.Parameter(torch.from_numpy(p))
-        param.grad = torch.from_numpy(g)
-        opt = DeepSpeedCPUAdam([param], adamw_mode=name == "AdamW", **hyper)
-
-        def deepspeed_step():
-            opt.step()
-        deepspeed_step.keep = (opt, param, p, g)
-        deepspeed_step.params = p
-        return deepspeed_step
-    if impl in ("torch-fused", "torch-foreach", "torch-forloop"):
+    if impl in TORCH_VARIANTS or impl == "deepspeed":
         try:
             import torch
         except ImportError as exc:
             raise Unsupported("torch is not installed") from exc
-        import fastopt
-        torch.set_num_threads(fastopt.get_num_threads())
         param = torch.nn.Parameter(torch.from_numpy(p))  # shares the staggered buffer
         param.grad = torch.from_numpy(g)
-        kw = {"torch-fused": {"fused": True}, "torch-foreach": {"foreach": True},
-              "torch-forloop": {"foreach": False}}[impl]
+        step = competitor_step(impl, name, [param], hyper, global_clipnorm)
+        step.params = p  # the tensor shares this buffer
+        return step
+    raise ValueError(f"unknown implementation {impl!r}; choose from {IMPLS}")
+
+
+#: keyword arguments that pick each torch.optim implementation
+TORCH_VARIANTS = {"torch-fused": {"fused": True}, "torch-foreach": {"foreach": True},
+                  "torch-forloop": {"foreach": False}}
+
+
+def competitor_step(impl, name, params, hyper, global_clipnorm=None):
+    """A zero-argument step of a competitor over torch ``params`` whose ``.grad`` is set:
+    ``torch.optim`` (an ``impl`` of ``TORCH_VARIANTS``) or DeepSpeed's CPU Adam (``deepspeed``).
+    With ``global_clipnorm``, ``torch.nn.utils.clip_grad_norm_`` runs before each step, as a torch
+    user would. Raises ``Unsupported`` when ``impl`` cannot run here."""
+    import torch
+
+    import fastopt
+    torch.set_num_threads(fastopt.get_num_threads())
+    if impl == "deepspeed":
         try:
-            opt = getattr(torch.optim, name)([param], **hyper, **kw)
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+        except ImportError as exc:
+            raise Unsupported("deepspeed is not installed") from exc
+        if name not in ("Adam", "AdamW"):
+            raise Unsupported("DeepSpeedCPUAdam is Adam/AdamW only")
+        opt = DeepSpeedCPUAdam(params, adamw_mode=name == "AdamW", **hyper)
+    else:
+        try:
+            opt = getattr(torch.optim, name)(params, **hyper, **TORCH_VARIANTS[impl])
         except (TypeError, ValueError, RuntimeError) as exc:
             if "fused" in str(exc):
                 raise Unsupported(f"torch {torch.__version__} has no fused {name}") from exc
             raise Unsupported(f"torch.optim.{name}: {exc}") from exc
-        params = [param]
-        clip = torch.nn.utils.clip_grad_norm_
-        if global_clipnorm is None:
-            def torch_step():
-                opt.step()
-        else:
-            def torch_step():
-                clip(params, global_clipnorm)
-                opt.step()
-        torch_step.keep = (opt, param, p, g)
-        torch_step.params = p  # the tensor shares this buffer
-        return torch_step
-    raise ValueError(f"unknown implementation {impl!r}; choose from {IMPLS}")
+    clip = torch.nn.utils.clip_grad_norm_
+    if global_clipnorm is None:
+        def step():
+            opt.step()
+    else:
+        def step():
+            clip(params, global_clipnorm)
+            opt.step()
+    step.keep = (opt, params)
+    return step
 
 
 def measure(steps, repeat_time=0.15, min_samples=3, warmup=2):

@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-from fastopt._bench import bytes_per_element, measure
+from fastopt._bench import Unsupported, bytes_per_element, competitor_step, measure
 
 IMPLS = ("fastopt-flat", "fastopt-tensor", "torch-fused", "torch-foreach", "torch-forloop", "deepspeed")
 
@@ -59,31 +59,19 @@ def make_torch_stepper(impl, name, shapes, hyper, dtype="float32", global_clipno
     params = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=tdtype) * 0.02) for s in shapes]
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen, dtype=tdtype) * 1e-3
-    fused_clip = {} if global_clipnorm is None else {"global_clipnorm": global_clipnorm}
+    if impl not in ("fastopt-flat", "fastopt-tensor"):
+        if impl not in IMPLS:
+            raise ValueError(f"unknown implementation {impl!r}; choose from {IMPLS}")
+        return competitor_step(impl, name, params, hyper, global_clipnorm)
     if impl == "fastopt-flat":
         ft.flatten_parameters(params)
-        opt = getattr(ft, name)(params, **hyper, **fused_clip)
-    elif impl == "fastopt-tensor":
-        opt = getattr(ft, name)(params, **hyper, **fused_clip)
-    elif impl.startswith("torch-"):
-        kw = {"torch-fused": {"fused": True}, "torch-foreach": {"foreach": True},
-              "torch-forloop": {"foreach": False}}[impl]
-        opt = getattr(torch.optim, name)(params, **hyper, **kw)
-    elif impl == "deepspeed":
-        from deepspeed.ops.adam import DeepSpeedCPUAdam  # ImportError: skipped by the caller
-        if name not in ("Adam", "AdamW"):
-            raise ImportError("DeepSpeedCPUAdam is Adam/AdamW only")
-        opt = DeepSpeedCPUAdam(params, adamw_mode=name == "AdamW", **hyper)
-    else:
-        raise ValueError(f"unknown implementation {impl!r}; choose from {IMPLS}")
-    clip = torch.nn.utils.clip_grad_norm_
+    fused_clip = {} if global_clipnorm is None else {"global_clipnorm": global_clipnorm}
+    opt = getattr(ft, name)(params, **hyper, **fused_clip)
 
-    def torch_step(_step=opt.step):
-        if global_clipnorm is not None and not impl.startswith("fastopt"):
-            clip(params, global_clipnorm)
+    def fastopt_step(_step=opt.step):
         _step()
-    torch_step.keep = (opt, params)  # the optimizer holds the parameters
-    return torch_step
+    fastopt_step.keep = (opt, params)  # the optimizer holds the parameters
+    return fastopt_step
 
 
 def run(model="gpt2", name="Adam", impls=IMPLS, repeat_time=1.0, out=sys.stdout, global_clipnorm=None):
@@ -99,7 +87,7 @@ def run(model="gpt2", name="Adam", impls=IMPLS, repeat_time=1.0, out=sys.stdout,
     for impl in impls:
         try:
             steps[impl] = make_torch_stepper(impl, name, shapes, hyper, global_clipnorm=global_clipnorm)
-        except (ImportError, RuntimeError, TypeError, ValueError) as exc:
+        except Unsupported as exc:
             rows.append({"impl": impl, "skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}"})
     say = (lambda *a: print(*a, file=out, flush=True)) if out is not None else (lambda *a: None)
     what = name if global_clipnorm is None else f"global-norm clip ({global_clipnorm}) + {name}"
