@@ -68,7 +68,7 @@ def flatten(arrays, dtype=None):
 def layout(views):
     """``(offsets, shapes)`` of ``views`` inside their common buffer (offsets in bytes).
 
-    Raises ValueError if the views do not share one contiguous 1-D owner buffer.
+    Raises ValueError if the views are not all views of one contiguous owner buffer.
     """
     offsets, shapes = [], []
     owner = None
