@@ -1,7 +1,9 @@
 """Builds the Cython backend: every kernel module of fastopt/_kernels compiled with OpenMP.
 
-The kernels are Cython pure-Python-mode sources that Numba also jits, so the extension
-``fastopt._cy.<name>`` is compiled straight from ``fastopt/_kernels/<name>.py``.
+The kernels are Cython pure-Python-mode sources that Numba also jits: the extension
+``fastopt._cy.<name>`` is compiled from the source of ``fastopt/_kernels/<name>.py`` as
+``fastopt/_kernels/_template.py`` renders it (an elementwise rule expanded into its kernel,
+written to build/fastopt-kernels/), the very text the Numba backend executes.
 
 If the extensions cannot be built (no compiler, no OpenMP) the install still succeeds and
 the Numba backend serves; ``FASTOPT_REQUIRE_CYTHON=1`` turns that into an error.
@@ -20,15 +22,20 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 
-def _kernel_modules():
-    """fastopt._kernels.MODULES, read without importing the package (numpy may be absent)."""
-    namespace = {}
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastopt", "_kernels", "__init__.py")) as f:
-        exec(f.read(), namespace)
-    return namespace["MODULES"]
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-KERNELS = _kernel_modules()
+def _kernel_file(name):
+    """A module of fastopt/_kernels, loaded without importing the package (numpy may be absent)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"_fastopt_build_{name}",
+                                                  os.path.join(HERE, "fastopt", "_kernels", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+KERNELS = _kernel_file("__init__").MODULES
 REQUIRED = os.environ.get("FASTOPT_REQUIRE_CYTHON", "") not in ("", "0")
 
 
@@ -48,12 +55,12 @@ def extensions():
     march = os.environ.get("FASTOPT_MARCH") or default_march()
     if march:
         cflags.append(f"-march={march}")
-    exts = [Extension(f"fastopt._cy.{name}", [f"fastopt/_kernels/{name}.py"],
-                      extra_compile_args=cflags, extra_link_args=["-fopenmp"])
-            for name in KERNELS]
+    sources = _kernel_file("_template").write_sources(KERNELS, os.path.join("build", "fastopt-kernels"))
+    exts = [Extension(f"fastopt._cy.{name}", [src], extra_compile_args=cflags, extra_link_args=["-fopenmp"])
+            for name, src in zip(KERNELS, sources)]
     exts.append(Extension("fastopt._cy.openmp", ["fastopt/_cy/openmp.pyx"],
                           extra_compile_args=cflags, extra_link_args=["-fopenmp"]))
-    return cythonize(exts, language_level=3, quiet=True)
+    return cythonize(exts, language_level=3, quiet=True, include_path=[HERE])
 
 
 def default_march():

@@ -12,9 +12,11 @@ Quick start::
 from fastopt._backends import (BackendUnavailable, available_backends, get_backend, get_num_threads,
                                set_backend, set_num_threads)
 from fastopt._config import show_config
+from fastopt.checkpoint import load, save
 from fastopt.clip import clip_grad_norm_, clip_grad_value_, global_norm
 from fastopt.flat import flatten
 from fastopt.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from fastopt.scaler import LossScaler
 
 __version__ = "0.1.0"
 
@@ -22,5 +24,5 @@ __all__ = [
     "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Optimizer",
     "clip_grad_norm_", "clip_grad_value_", "global_norm", "flatten",
     "set_backend", "get_backend", "available_backends", "BackendUnavailable",
-    "set_num_threads", "get_num_threads", "show_config",
+    "set_num_threads", "get_num_threads", "show_config", "save", "load", "LossScaler",
 ]

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
 import os
 import sys
+import types
 import warnings
 
 import numpy as np
 
-from fastopt._kernels import MODULES
+from fastopt._kernels import MODULES, _template
 
 BACKENDS = ("numba", "cython", "python")
 PARALLEL_THRESHOLD = 65536
@@ -32,8 +32,10 @@ PARALLEL_THRESHOLD = 65536
 NORM_CHUNK = 32768
 
 _KERNEL_DIR = os.path.join(os.path.dirname(__file__), "_kernels")
-_KERNEL_MODULE = {"sgd": "sgd", "adam": "adam", "rmsprop": "rmsprop", "adagrad": "adagrad",
-                  "norm_partials": "reduce", "scale_clamp_": "reduce", "stream": "stream"}
+#: kernel name -> module; an elementwise rule's kernel is named after its module
+_KERNEL_MODULE = {"norm_partials": "reduce", "scale_clamp_": "reduce", "stream": "stream",
+                  "accumulate": "accumulate",
+                  **{m: m for m in MODULES if _template.is_elementwise(m)}}
 
 
 class BackendUnavailable(ImportError):
@@ -51,16 +53,16 @@ _state = {"threads": _cpu_count(), "backend": None}
 
 
 def _load_source(modname, variant, rebind):
-    """Execute fastopt/_kernels/<modname>.py as a fresh module and rebind names in it."""
+    """Execute the source of kernel module ``modname`` (``_template.render``: an elementwise rule
+    expanded into its kernel) as a fresh module, and rebind names in it."""
     path = os.path.join(_KERNEL_DIR, modname + ".py")
-    with open(path, "rb") as f:
-        source = f.read()
+    text = _template.render(modname)
     with open(os.path.join(_KERNEL_DIR, "_common.py"), "rb") as f:
-        source += f.read()
-    digest = hashlib.sha1(source).hexdigest()[:10]
-    spec = importlib.util.spec_from_file_location(f"fastopt._kernels.{modname}_{variant}_{digest}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # Numba's cache re-imports a kernel's module by name
+        digest = hashlib.sha1(text.encode() + f.read()).hexdigest()[:10]
+    name = f"fastopt._kernels.{modname}_{variant}_{digest}"
+    module = types.ModuleType(name)
+    module.__file__ = path  # Numba's cache keys on the file: the rule module, whose edits it sees
+    sys.modules[name] = module  # Numba's cache re-imports a kernel's module by name
     try:
         import cython  # noqa: F401
         shim = None
@@ -69,15 +71,15 @@ def _load_source(modname, variant, rebind):
         saved = sys.modules.get("cython")
         sys.modules["cython"] = shim
     try:
-        spec.loader.exec_module(module)
+        exec(compile(text, path, "exec"), module.__dict__)
     finally:
         if shim is not None:
             if saved is None:
                 del sys.modules["cython"]
             else:
                 sys.modules["cython"] = saved
-    for name, value in rebind.items():
-        setattr(module, name, value)
+    for attr, value in rebind.items():
+        setattr(module, attr, value)
     module.__fastopt_tag__ = f"{variant}_{digest}"
     return module
 

@@ -82,3 +82,14 @@ def positive_or_none(name, value):
     if value is None:
         return None
     return real(name, value, low=0.0, low_open=True)
+
+
+def count_or_none(name, value, low):
+    """None, or a whole number >= ``low``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number or None, got {value!r}")
+    if value < low:
+        raise ValueError(f"Invalid {name} value: {value} (must be >= {low})")
+    return int(value)

@@ -3,6 +3,8 @@
 Each module here is Cython pure-Python mode: plain loops over flat 1-D arrays that
 ``fastopt._backends`` jits with Numba, that ``setup.py`` compiles with Cython into
 ``fastopt._cy.<module>``, and that also run as plain Python.  See DESIGN.md section 2.
+An elementwise update rule holds only its per-element math; ``_template`` expands it into
+the kernel (chunked loop, gradient prologue, fused accumulation and EMA).
 
 Conventions every kernel follows:
 - arrays are C-contiguous 1-D and of one float dtype; optional state arrays not in
@@ -17,4 +19,4 @@ Conventions every kernel follows:
 """
 
 #: kernel modules, in build order; setup.py compiles each into fastopt._cy.<name>
-MODULES = ("sgd", "adam", "rmsprop", "adagrad", "reduce", "stream")
+MODULES = ("sgd", "adam", "rmsprop", "adagrad", "reduce", "stream", "accumulate")

@@ -4,7 +4,9 @@ Under Cython the kernels cimport the typed equivalents from ``_common.pxd`` inst
 under Numba the backend loader rebinds ``prange`` and ``uidx`` in its copy of each
 kernel module.
 """
-from numpy import sqrt  # noqa: F401  (dtype-preserving: float32 stays float32)
+from numpy import abs as fabs  # noqa: F401  (dtype-preserving: float32 stays float32)
+from numpy import exp, log, sqrt  # noqa: F401
+from numpy import power as pow  # noqa: F401, A004
 
 prange = range
 

@@ -1,4 +1,3 @@
-# cython: boundscheck=False, wraparound=False, cdivision=True, cpow=True, initializedcheck=False
 """SGD with momentum, dampening and Nesterov (Sutskever et al. 2013), torch.optim's formulation.
 
     g  = clamp(grad * grad_scale, -clip, clip) + weight_decay * p
@@ -13,44 +12,20 @@ from __future__ import annotations
 
 import cython
 
-if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import chunk_size, scaled_grad, uidx
-    from cython.cimports.libc.math import sqrt
-    from cython.parallel import prange
-else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
-    from fastopt._kernels._common import chunk_size, prange, scaled_grad, sqrt, uidx
+from fastopt._kernels._template import elementwise
 
 
-@cython.ccall
-@cython.nogil
-@cython.exceptval(check=False)
-def sgd(p: cython.floating[::1], g: cython.const[cython.floating][::1], buf: cython.floating[::1],
-        lr: cython.floating, momentum: cython.floating, b_mom: cython.floating,
-        c_damp: cython.floating, weight_decay: cython.floating, use_buf: cython.bint,
-        nesterov: cython.bint, grad_scale: cython.floating, clip: cython.floating,
-        nchunks: cython.Py_ssize_t) -> cython.void:
-    n: cython.Py_ssize_t = p.shape[0]
-    chunk: cython.Py_ssize_t = chunk_size(n, nchunks)
-    c: cython.Py_ssize_t
-    i: cython.Py_ssize_t
-    lo: cython.Py_ssize_t
-    hi: cython.Py_ssize_t
-    gi: cython.floating
-    pi: cython.floating
+@elementwise(states=("buf",))
+def sgd(lr: cython.floating, momentum: cython.floating, b_mom: cython.floating, c_damp: cython.floating,
+        weight_decay: cython.floating, use_buf: cython.bint, nesterov: cython.bint):
     bi: cython.floating
-    for c in prange(nchunks):
-        lo = c * chunk
-        hi = min(lo + chunk, n)
-        for i in range(uidx(lo), uidx(hi)):
-            gi = scaled_grad(g[i], grad_scale, clip)
-            pi = p[i]
-            if weight_decay != 0:
-                gi = gi + weight_decay * pi
-            if use_buf:
-                bi = b_mom * buf[i] + c_damp * gi
-                buf[i] = bi
-                if nesterov:
-                    gi = gi + momentum * bi
-                else:
-                    gi = bi
-            p[i] = pi - lr * gi
+    if weight_decay != 0:
+        gi = gi + weight_decay * pi
+    if use_buf:
+        bi = b_mom * buf[i] + c_damp * gi
+        buf[i] = bi
+        if nesterov:
+            gi = gi + momentum * bi
+        else:
+            gi = bi
+    p[i] = pi - lr * gi

@@ -12,13 +12,15 @@ A step (DESIGN.md section 3):
 from __future__ import annotations
 
 import bisect
+import copy
 import math
 import weakref
 
 import numpy as np
 
 from fastopt import _backends
-from fastopt._validate import check_grad, check_param, overlapping, positive_or_none, real, span
+from fastopt._validate import (check_grad, check_param, count_or_none, flag, overlapping, positive_or_none,
+                               real, span)
 from fastopt.flat import _owner, address, alloc_staggered, span_view
 from fastopt.schedules import LearningRateSchedule, deserialize, serialize
 
@@ -86,6 +88,17 @@ class Optimizer:
         clipnorm: clip each gradient array to this L2 norm (Keras).
         clipvalue: clip every gradient element to [-clipvalue, clipvalue] (Keras).
         global_clipnorm: clip all gradients together to this global L2 norm (Keras).
+        use_ema: keep an exponential moving average of the parameters (Keras), updated in the
+            same pass as the parameters: ``ema = m * ema + (1 - m) * p`` after each step
+            (``m = 0`` on the first). ``ema_params``, ``swap_ema()``, ``finalize_variable_values()``.
+        ema_momentum: ``m`` (0.99). ema_overwrite_frequency: every this many steps the
+            parameters are overwritten with their average (Keras; None: never).
+        gradient_accumulation_steps: ``k`` >= 2: each call adds its gradient to an accumulator and
+            every k-th call updates with the mean of the k gradients (Keras's semantics: step
+            counts, schedules and bias corrections count every call).
+        skip_nonfinite: check the gradients first (one reduction pass, the one global-norm
+            clipping makes anyway) and skip a step with an inf or NaN, leaving parameters, states,
+            EMA and step counts untouched; ``skipped_steps`` counts them (optax's apply_if_finite).
         backend: 'numba', 'cython' or 'python' for this optimizer (default: the active one).
     """
 
@@ -97,7 +110,8 @@ class Optimizer:
     counts_steps = True
 
     def __init__(self, params, defaults, *, backend=None, clipnorm=None, clipvalue=None,
-                 global_clipnorm=None):
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
+                 gradient_accumulation_steps=None, skip_nonfinite=False):
         self.defaults = dict(defaults)
         self._check_group(self.defaults, "defaults")
         if backend is not None:
@@ -108,6 +122,14 @@ class Optimizer:
         self.global_clipnorm = positive_or_none("global_clipnorm", global_clipnorm)
         if sum(x is not None for x in (self.clipnorm, self.clipvalue, self.global_clipnorm)) > 1:
             raise ValueError("Only one of clipnorm, clipvalue and global_clipnorm can be set (as in Keras)")
+        self.use_ema = flag("use_ema", use_ema)
+        self.ema_momentum = real("ema_momentum", ema_momentum, low=0.0, high=1.0)
+        self.ema_overwrite_frequency = count_or_none("ema_overwrite_frequency", ema_overwrite_frequency, 1)
+        self.gradient_accumulation_steps = count_or_none("gradient_accumulation_steps",
+                                                         gradient_accumulation_steps, 2)
+        self.skip_nonfinite = flag("skip_nonfinite", skip_nonfinite)
+        #: steps skipped for a non-finite gradient (skip_nonfinite or a LossScaler)
+        self.skipped_steps = 0
         self.param_groups = []
         self._params = []
         self._steps = []
@@ -152,7 +174,7 @@ class Optimizer:
             self._steps.append(0)
         self._group_params = [[p for p in self._params if p.group == gi] for gi in range(len(self.param_groups))]
         self._hyper = [None] * len(self.param_groups)
-        self._allocate(g, self._required_states(group))
+        self._allocate(g, self._required_states(group) + self._extra_states())
         self._plan = None
         return self._params[start:]
 
@@ -170,8 +192,15 @@ class Optimizer:
                 offset = 0
                 for p in members:
                     p.states[name] = buf[offset:offset + p.flat.size]
+                    if name == "ema":
+                        p.states[name][...] = p.flat  # the average starts at the parameters
                     offset += p.flat.size
         self._spans = None
+
+    def _extra_states(self):
+        """The per-parameter arrays of the training-loop options, after the rule's states."""
+        return (("ema",) if self.use_ema else ()) + (
+            ("accumulated_grad",) if self.gradient_accumulation_steps else ())
 
     def _state_spans(self):
         if self._spans is None:
@@ -218,43 +247,128 @@ class Optimizer:
         ``grads`` is one array (when ``params`` was one array), a list with one array per
         parameter in group order, or a list of lists, one per group. ``None`` skips a
         parameter (its state and step count stay), as a missing ``.grad`` does in torch.
-        Every check runs before any array is written.
+        Every check runs before any array is written. Returns False when the step was skipped
+        for a non-finite gradient (``skip_nonfinite``), else True.
         """
         grads = (grads,) if type(grads) is np.ndarray and len(self._params) == 1 else self._flat_grads(grads)
-        self._step(grads, grads)
+        return self._step(grads, grads)
 
-    def _step(self, grads, keys):
+    def _scaled_step(self, grads, unscale, check_finite):
+        """``step`` with the gradients multiplied by ``unscale`` first and, with ``check_finite``,
+        skipped when they hold an inf or NaN (``LossScaler.step``)."""
+        grads = (grads,) if type(grads) is np.ndarray and len(self._params) == 1 else self._flat_grads(grads)
+        return self._step(grads, grads, real("unscale", unscale), check_finite)
+
+    def _step(self, grads, keys, unscale=1.0, check_finite=False):
         """The step over a flat list of gradient arrays; ``keys`` are the objects whose identity
         says the gradients are unchanged since the last step (the arrays themselves here; the
-        gradient tensors for fastopt.torch, whose NumPy views are made afresh each step)."""
+        gradient tensors for fastopt.torch, whose NumPy views are made afresh each step).
+        ``unscale`` multiplies the gradients first (a loss scale's inverse); ``check_finite``
+        skips a step whose gradients hold an inf or NaN. Returns whether the step was applied."""
         hypers = self._refresh_hyper()
         plan = self._plan
         if plan is None or not plan.matches(grads, keys) or plan.backend is not _backends.backend(self._backend_name):
             plan = self._plan = _Plan(self, grads, _backends.backend(self._backend_name), keys)
+        if self.gradient_accumulation_steps or self.use_ema or unscale != 1.0:
+            return self._step_options(plan, grads, hypers, unscale, check_finite or self.skip_nonfinite)
         threads = _backends._state["threads"]
-        coefs = self._clip_coefficients(plan, grads)
+        coefs = self._clip_coefficients(plan, grads, check_finite or self.skip_nonfinite)
+        if coefs is False:
+            self.skipped_steps += 1
+            return False
         steps = self._steps
         clip = self.clipvalue if self.clipvalue is not None else math.inf
         threshold = _backends.PARALLEL_THRESHOLD
-        scalars_of = {}
-        for call in plan.calls:  # all scalars first: a bad scheduled lr raises before any write
-            key = (call.group, steps[call.first] + 1)
-            if key not in scalars_of:
-                scalars_of[key] = self._step_scalars(hypers[call.group], key[1], key[0])
+        scalars_of = self._all_scalars(plan, hypers)
         for k, call in enumerate(plan.calls):
             hyper = hypers[call.group]
             step = steps[call.first] + 1  # recomputed: cheaper than a list of them (hot path)
             scalars = scalars_of[(call.group, step)]
             scale = hyper["_sign"] if coefs is None else hyper["_sign"] * coefs[k]
             if threads > 1 and call.size >= threshold:
-                call.kernel(True)(call.p, call.grad(grads), *call.states, *scalars, scale, clip, threads)
+                call.kernel(True)(call.p, call.grad(grads), *call.states, *scalars, *call.tail, scale, clip,
+                                  threads)
             else:
                 (call.kernels[0] or call.kernel(False))(call.p, call.grad(grads), *call.states, *scalars,
-                                                        scale, clip, 1)
-            if call.stop - call.first == 1:
-                steps[call.first] = step
+                                                        *call.tail, scale, clip, 1)
+            self._advance(call, step)
+        return True
+
+    def _all_scalars(self, plan, hypers):
+        """Every call's kernel scalars, first: a bad scheduled lr raises before any write."""
+        steps = self._steps
+        scalars_of = {}
+        for call in plan.calls:
+            key = (call.group, steps[call.first] + 1)
+            if key not in scalars_of:
+                scalars_of[key] = self._step_scalars(hypers[call.group], key[1], key[0])
+        return scalars_of
+
+    def _advance(self, call, step):
+        if call.stop - call.first == 1:
+            self._steps[call.first] = step
+        else:
+            self._steps[call.first:call.stop] = [step] * (call.stop - call.first)
+
+    def _step_options(self, plan, grads, hypers, unscale, check_finite):
+        """``_step`` with gradient accumulation, weight EMA or unscaling (a LossScaler's step).
+
+        A call whose step completes an accumulation window runs the rule's kernel, which adds
+        the accumulated sum to this gradient and zeroes the accumulator in the same pass; with
+        clipping or a finite check the sum is formed first (one ``accumulate`` pass) so the norm
+        pass can read it. Other calls of the window run ``accumulate`` (acc += g, EMA).
+        """
+        k = self.gradient_accumulation_steps
+        steps = self._steps
+        threads = _backends._state["threads"]
+        needs_norm = check_finite or self.global_clipnorm is not None or self.clipnorm is not None
+        update = [not k or (steps[call.first] + 1) % k == 0 for call in plan.calls]
+        grad_of = [call.grad(grads) for call in plan.calls]
+        ema_of = [(self.ema_momentum if steps[call.first] > 0 else 0.0) for call in plan.calls]
+        summed = [False] * len(plan.calls)
+        if k and needs_norm:
+            for j, call in enumerate(plan.calls):
+                if update[j]:  # acc += g * unscale: the window's sum, which the norm pass reads
+                    n = _backends.chunks_for(call.size)
+                    call.backend.kernel("accumulate", call.dtype, n > 1)(
+                        call.p, grad_of[j], call.acc, call.ema, unscale, 0.0, 1.0, False, n)
+                    grad_of[j], summed[j] = call.acc, True
+        coefs = self._clip_coefficients(plan, grads, check_finite, arrays=grad_of, only=update, unscale=unscale,
+                                        summed=summed, mean_of=k)
+        if coefs is False:  # a non-finite gradient: the window (or step) leaves no trace
+            for j, call in enumerate(plan.calls):
+                if k and update[j]:
+                    call.acc.fill(0)
+                    self._advance(call, steps[call.first] - (k - 1))
+            self.skipped_steps += 1
+            return False
+        scalars_of = self._all_scalars(plan, hypers)
+        clip = self.clipvalue if self.clipvalue is not None else math.inf
+        for j, call in enumerate(plan.calls):
+            hyper = hypers[call.group]
+            step = steps[call.first] + 1
+            n = threads if (threads > 1 and call.size >= _backends.PARALLEL_THRESHOLD) else 1
+            m = ema_of[j]
+            if not update[j]:
+                call.backend.kernel("accumulate", call.dtype, n > 1)(
+                    call.p, grad_of[j], call.acc, call.ema, unscale, m, 1.0 - m, self.use_ema, n)
             else:
-                steps[call.first:call.stop] = [step] * (call.stop - call.first)
+                coef = 1.0 if coefs is None else coefs[j]
+                if summed[j]:  # the sum is the gradient; the kernel does not add it again
+                    scale, fused, acc_s = hyper["_sign"] * coef / k, False, 1.0
+                elif k:
+                    scale, fused, acc_s = hyper["_sign"] * coef / k, True, unscale
+                else:
+                    scale, fused, acc_s = hyper["_sign"] * coef * unscale, False, 1.0
+                call.kernel(n > 1)(call.p, grad_of[j], *call.states, *scalars_of[(call.group, step)],
+                                   call.acc, call.ema, acc_s, m, 1.0 - m, fused, self.use_ema, scale, clip, n)
+                if summed[j]:
+                    call.acc.fill(0)
+            self._advance(call, step)
+            freq = self.ema_overwrite_frequency
+            if self.use_ema and freq and step % freq == 0:  # Keras: (iterations + 1) % frequency
+                call.backend.kernel("stream", call.dtype, n > 1)(call.ema, call.p, call.ema, 0.0, 0, n)
+        return True
 
     def _step_scalars(self, hyper, step, g):
         """The kernel scalars of group ``g`` at ``step`` (1-based), its lr schedule evaluated."""
@@ -307,14 +421,27 @@ class Optimizer:
                 hypers[g] = h
         return hypers
 
-    def _clip_coefficients(self, plan, grads):
-        if self.global_clipnorm is None and self.clipnorm is None:
+    def _clip_coefficients(self, plan, grads, check_finite=False, arrays=None, only=None, unscale=1.0,
+                           summed=None, mean_of=None):
+        """Per-call gradient factors for clipping (None: no clipping), or False when
+        ``check_finite`` finds an inf or NaN. ``arrays`` (per call) replace the gradients the
+        norm pass reads; ``only`` limits the pass to some calls; a ``summed`` call's array is an
+        accumulation window's sum, whose mean (``/ mean_of``) is clipped."""
+        clipping = self.global_clipnorm is not None or self.clipnorm is not None
+        if not clipping and not check_finite:
             return None
-        sums = plan.norm_sums(grads)
+        sums = plan.norm_sums(grads, arrays, only)
+        if check_finite and not all(math.isfinite(x) for x in sums):
+            return False
+        if not clipping:
+            return None
+        # the norms of the gradients the update sees: unscaled, the mean of an accumulated sum
+        factors = [(1.0 / mean_of if summed[j] else abs(unscale)) if summed is not None else abs(unscale)
+                   for j in range(len(sums))]
         if self.clipnorm is not None:  # Keras: g * clipnorm / max(norm(g), clipnorm)
             c = self.clipnorm
-            return [c / max(math.sqrt(s), c) if s == s else math.nan for s in sums]
-        norm = math.sqrt(math.fsum(sums))
+            return [c / max(math.sqrt(x) * f, c) if x == x else math.nan for x, f in zip(sums, factors)]
+        norm = math.sqrt(math.fsum(x * f * f for x, f in zip(sums, factors)))
         c = self.global_clipnorm
         # Keras: clip_norm * min(1 / norm, 1 / clip_norm), NaN when the norm is not finite
         scale = c * min(1.0 / norm if norm > 0 else math.inf, 1.0 / c) if math.isfinite(norm) else math.nan
@@ -332,7 +459,7 @@ class Optimizer:
         state = {}
         for p in self._params:
             step = self._steps[p.index]
-            names = self._exported_states(p.group)
+            names = self._exported_states(p.group) + self._extra_states()
             if step == 0 and not self._state_before_first_step():
                 continue
             entry = {"step": step} if self.counts_steps else {}
@@ -342,13 +469,15 @@ class Optimizer:
                 state[p.index] = entry
         groups = []
         for g, group in enumerate(self.param_groups):
-            d = {k: v for k, v in group.items() if k != "params"}
+            d = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}  # not the live values
             if isinstance(d.get("lr"), LearningRateSchedule):
                 d["lr"] = serialize(d["lr"])
             d["params"] = [p.index for p in self._group_params[g]]
             groups.append(d)
-        return {"state": state, "param_groups": groups,
-                "fastopt": {"optimizer": type(self).__name__, "format": 1}}
+        meta = {"optimizer": type(self).__name__, "format": 1, "skipped_steps": self.skipped_steps}
+        if not self.counts_steps:  # the internal counts (first-step rules, accumulation windows)
+            meta["steps"] = list(self._steps)
+        return {"state": state, "param_groups": groups, "fastopt": meta}
 
     def _state_before_first_step(self):
         return False
@@ -385,7 +514,8 @@ class Optimizer:
                 hyper["lr"] = deserialize(hyper["lr"])
             self._check_group(hyper, f"state_dict param_groups[{g}]")
             new_groups.append(hyper)
-        allowed = set(self.state_names) | ({"step"} if self.counts_steps else set())
+        extras = self._extra_states()  # optional: a state_dict saved without the option loads
+        allowed = set(self.state_names) | set(extras) | ({"step"} if self.counts_steps else set())
         loads = []
         for sid, entry in state_dict["state"].items():
             if sid not in index_map:
@@ -399,7 +529,7 @@ class Optimizer:
             if missing:
                 raise ValueError(f"state_dict state {sid!r} lacks {sorted(missing)}")
             arrays = {}
-            for name in required:
+            for name in sorted(required | (set(extras) & set(entry))):
                 value = np.asarray(entry[name])
                 if value.shape != p.array.shape and value.size != p.array.size:
                     raise ValueError(f"state_dict state {sid!r} '{name}' has shape {value.shape}, "
@@ -412,6 +542,13 @@ class Optimizer:
             if step < 0:
                 raise ValueError(f"state_dict state {sid!r} has a negative step")
             loads.append((p, arrays, step))
+        steps = meta.get("steps") if isinstance(meta, dict) and not self.counts_steps else None
+        if steps is not None and (not isinstance(steps, (list, tuple)) or len(steps) != len(self._params)
+                                  or not all(isinstance(x, (int, np.integer)) and x >= 0 for x in steps)):
+            raise ValueError("state_dict 'fastopt' steps must be one count >= 0 per parameter")
+        skipped = meta.get("skipped_steps", 0) if isinstance(meta, dict) else 0
+        if isinstance(skipped, bool) or not isinstance(skipped, (int, np.integer)) or skipped < 0:
+            raise ValueError("state_dict 'fastopt' skipped_steps must be a count >= 0")
         # all checked: commit
         for g, hyper in enumerate(new_groups):
             group = self.param_groups[g]
@@ -426,11 +563,48 @@ class Optimizer:
                 for name, view in p.states.items():
                     view.fill(self._state_init(name, self.param_groups[p.group]))
                 self._steps[p.index] = 0
+            for name in extras:  # not in the state_dict: as at construction
+                if p.index not in loaded or name not in next(a for q, a, _ in loads if q is p):
+                    if name == "ema":
+                        p.states[name][...] = p.flat
+                    else:
+                        p.states[name].fill(0)
         for p, arrays, step in loads:
             for name, value in arrays.items():
                 p.states[name][...] = value.reshape(-1)
             self._steps[p.index] = step
+        if steps is not None:
+            self._steps[:] = [int(x) for x in steps]
+        self.skipped_steps = int(skipped)
         self._plan = None
+
+    # ------------------------------------------------------------------ weight EMA
+    @property
+    def ema_params(self):
+        """The moving averages of the parameters (``use_ema``), shaped like them: live views."""
+        self._require_ema("ema_params")
+        return [p.states["ema"].reshape(p.array.shape) for p in self._params]
+
+    def swap_ema(self):
+        """Swap every parameter's values with its moving average, in place (for evaluation:
+        call it again to swap back before training on)."""
+        self._require_ema("swap_ema")
+        for p in self._params:
+            tmp = p.flat.copy()
+            p.flat[...] = p.states["ema"]
+            p.states["ema"][...] = tmp
+
+    def finalize_variable_values(self, var_list=None):
+        """Overwrite the parameters with their moving averages (Keras's name; end of training).
+        ``var_list`` is accepted for Keras's signature; the optimizer's own parameters are
+        the ones overwritten."""
+        if self.use_ema:
+            for p in self._params:
+                p.flat[...] = p.states["ema"]
+
+    def _require_ema(self, what):
+        if not self.use_ema:
+            raise ValueError(f"{what} needs an optimizer built with use_ema=True")
 
     @property
     def state(self):
@@ -454,7 +628,7 @@ class _Call:
     """One kernel call: a run of parameters consecutive in memory, with their states."""
 
     __slots__ = ("first", "stop", "group", "size", "p", "states", "dtype", "backend", "kernels",
-                 "kernel_name", "goff", "merged")
+                 "kernel_name", "goff", "merged", "tail", "acc", "ema")
 
     def kernel(self, parallel):
         """The kernel for this call (``kernels[parallel]``, resolved on first use)."""
@@ -521,18 +695,19 @@ class _Plan:
                 call.goff = address(g0) - address(_owner(g0))
             else:
                 call.p, call.goff = first.flat, 0
-            used = hypers[first.group]["_states"]
-            states = []
-            for name in opt.state_names:
-                if name in used:
-                    view = first.states[name]
-                    if call.merged:  # consecutive same-dtype params of a group have adjacent states
-                        owner = _owner(view)
-                        view = span_view(owner, address(view) - address(owner), call.size, call.dtype)
-                    states.append(view)
-                else:
-                    states.append(opt._empty(call.dtype))
-            call.states = tuple(states)
+            used = set(hypers[first.group]["_states"]) | set(opt._extra_states())
+
+            def view(name):
+                if name not in used:
+                    return opt._empty(call.dtype)
+                v = first.states[name]
+                if call.merged:  # consecutive same-dtype params of a group have adjacent states
+                    owner = _owner(v)
+                    v = span_view(owner, address(v) - address(owner), call.size, call.dtype)
+                return v
+            call.states = tuple(view(name) for name in opt.state_names)
+            call.acc, call.ema = view("accumulated_grad"), view("ema")
+            call.tail = (call.acc, call.ema, 1.0, 0.0, 0.0, False, False)
             call.backend, call.kernel_name, call.kernels = backend, opt.kernel, [None, None]
             self.calls.append(call)
         self._norm_out = None
@@ -549,8 +724,9 @@ class _Plan:
                 return False
         return True
 
-    def norm_sums(self, grads):
-        """Sum of squares of each call's gradient (float64 partials, fixed chunking)."""
+    def norm_sums(self, grads, arrays=None, only=None):
+        """Sum of squares of each call's gradient, or of ``arrays[k]`` for call ``k`` (float64
+        partials, fixed chunking); 0 for the calls ``only`` leaves out."""
         chunk = _backends.NORM_CHUNK
         if self._norm_out is None:
             counts = [max(1, -(-c.size // chunk)) for c in self.calls]
@@ -558,9 +734,13 @@ class _Plan:
             bounds = np.cumsum([0] + counts)
             self._norm_slices = [self._norm_out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         sums = []
-        for call, out in zip(self.calls, self._norm_slices):
-            parallel = _backends.chunks_for(call.size) > 1
-            call.backend.kernel("norm_partials", call.dtype, parallel)(call.grad(grads), out, chunk, 0, 2.0)
+        for k, (call, out) in enumerate(zip(self.calls, self._norm_slices)):
+            if only is not None and not only[k]:
+                sums.append(0.0)
+                continue
+            x = call.grad(grads) if arrays is None else arrays[k]
+            call.backend.kernel("norm_partials", call.dtype, _backends.chunks_for(call.size) > 1)(
+                x, out, chunk, 0, 2.0)
             sums.append(math.fsum(out))
         return sums
 

@@ -1,0 +1,544 @@
+"""Naive NumPy reference implementations of the Keras 3 and optax (paper) optimizers: the oracle for their kernels.
+
+Same conventions as :mod:`fastopt.reference` (read its module docstring first):
+
+- ``name_step(p, g, state, **hyper)`` updates ``p`` and the arrays in the ``state`` dict IN PLACE, creating missing
+  state entries on the first step; ``g`` is never modified; ``state["step"]`` is a Python int counting the steps
+  taken (1 on the first step). Scalar state that the source keeps as a 0-d tensor (Keras Nadam's ``u_product``,
+  schedule-free's ``weight_sum`` and ``max_lr``) is kept as a Python float (double precision).
+- float32 and float64 arrays of any shape keep their dtype: per-step scalars (bias corrections, step sizes, trust
+  ratios) are Python floats computed in double precision, which NumPy 2 casts to the array's dtype (NEP 50).
+  Per-array reductions (norms, RMS, means of whole arrays) accumulate in float64 and come back as Python floats;
+  row/column means (Adafactor) stay in the array's dtype, as the sources compute them.
+- Hyperparameter names are torch's where the concept is shared (``lr`` for ``learning_rate``, ``betas`` for
+  ``beta_1, beta_2`` or ``b1, b2[, b3]``, ``eps`` for ``epsilon``, ``weight_decay``, ``momentum``, ``nesterov``)
+  and the source's own otherwise; every default is the source's (optax has no default learning rate for
+  ``lars``, ``yogi``, ``adabelief`` and ``adan``: ``lr=1e-3`` here). ``maximize=True`` negates the gradient first
+  (neither source has it: it equals passing ``-g``).
+- Operations are written in the order and grouping of the source, so that float64 results agree with it to a few
+  ulps per step: Keras's moving averages are ``m + (g - m) * (1 - b)`` (Lamb, Nadam) or ``m * b + g * (1 - b)``
+  (Lion), optax's are ``(1 - b) * g + b * m``.
+
+Keras (``keras/src/optimizers/*.py``, Keras 3.15): ``ftrl_step``, ``lion_step``, ``lamb_step``,
+``keras_nadam_step``, ``keras_adafactor_step``. Every Keras optimizer applies its generic ``weight_decay``
+decoupled and BEFORE the update (``BaseOptimizer._apply_weight_decay``: ``p = p - p * wd * lr`` with the raw
+learning rate; the torch backend multiplies by ``1 - wd * lr`` instead, equal up to rounding), so the update
+itself sees the decayed ``p`` (Lamb's and Adafactor's norms included).
+
+.. warning::
+   Keras 3.15 on the torch backend does not compute float64 variables entirely in float64:
+
+   - with the default ``keras.config.floatx()`` of float32, it stores a float ``learning_rate`` in a float32
+     Variable (``float32(1e-3) = 1.0000000474974513e-3``), and every Python-float hyperparameter handed to
+     ``ops.add``, ``ops.multiply``, ``ops.subtract``, ``ops.power`` or ``ops.clip`` becomes a float32 tensor
+     (``convert_to_tensor(float)`` uses floatx): Ftrl's ``learning_rate_power`` and ``l1``, Lamb's ``1 - b1``,
+     ``1 - b2`` and ``eps``, Adafactor's ``epsilon_1`` and ``beta_2_decay`` ... (Lion and Nadam are exact: their
+     torch implementations pass Python floats to ``torch._foreach_*``). ``keras.config.set_floatx("float64")``
+     removes all of these; the tests run float64 that way;
+   - whatever floatx is, ops that promote through Keras's ``result_type`` (``ops.mean``, ``ops.maximum``,
+     ``ops.minimum``) compute float64 in float32, because ``BIT64_TO_BIT32_DTYPE`` in
+     keras/src/backend/common/dtypes.py maps float64 to float32 on every backend but TensorFlow: Adafactor's
+     RMS, row/column means and clamps carry float32 rounding (~6e-8 relative) even for float64 variables.
+
+   These functions compute in the arrays' dtype with double-precision scalars throughout.
+
+optax (``optax/_src/alias.py``, ``transform.py``, ``contrib/_schedule_free.py``, optax 0.2.8): ``lars_step``,
+``yogi_step``, ``adabelief_step``, ``adan_step``, ``schedule_free_adamw_step``, ``schedule_free_sgd_step`` (with
+``schedule_free_eval_params`` for the evaluation sequence). optax returns updates ``u`` and applies ``p = p + u``;
+``u = -lr * d`` there is written ``p -= lr * d`` here (the negation is exact).
+
+``STEPS`` maps the fastopt class name to the step function; ``STATE_NAMES`` maps it to the names of the array
+state entries (buffers shaped like ``p``, except Keras Adafactor's factored ``r`` and ``c``), and
+``SCALAR_STATE_NAMES`` to the Python-float state entries besides ``step``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastopt.reference import _next_step, _zeros_state
+
+__all__ = ["ftrl_step", "lion_step", "lamb_step", "keras_nadam_step", "keras_adafactor_step",
+           "lars_step", "yogi_step", "adabelief_step", "adan_step",
+           "schedule_free_adamw_step", "schedule_free_sgd_step", "schedule_free_eval_params",
+           "STEPS", "STATE_NAMES", "SCALAR_STATE_NAMES"]
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+
+def _full_state(state, key, shape, dtype, value):
+    if state.get(key) is None:
+        state[key] = np.full(shape, float(value), dtype=dtype)
+    return state[key]
+
+
+def _norm(x):
+    """||x||_2 of the whole array (any shape, flattened), accumulated in float64, as a Python float."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    return float(np.sqrt(np.dot(x, x)))
+
+
+def _rms(x):
+    """sqrt(mean(x**2)) of the whole array, accumulated in float64, as a Python float (NaN for an empty one)."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.sqrt(np.dot(x, x) / x.size)) if x.size else math.nan
+
+
+def _keras_weight_decay(p, lr, weight_decay):
+    """Keras's generic decoupled weight decay, applied before the update: ``p = p - p * wd * lr``."""
+    if weight_decay:  # None or 0: off (Keras skips None; 0 is a no-op)
+        p -= p * float(weight_decay) * lr
+
+
+# ------------------------------------------------------------------------------------------------------ Keras
+
+def ftrl_step(p, g, state, *, lr=1e-3, learning_rate_power=-0.5, initial_accumulator_value=0.1, l1=0.0, l2=0.0,
+              l2_shrinkage=0.0, beta=0.0, weight_decay=0.0, maximize=False):
+    """One FTRL-Proximal step (keras.optimizers.Ftrl), in place.
+
+    p = p - p * weight_decay * lr                                    (Keras's generic decay, first)
+    l2' = l2 + beta / (2 lr);  g_s = g + 2 * l2_shrinkage * p
+    n_new = n + g * g                                                (the plain g, not g_s)
+    linear = linear + g_s - (n_new**(-c) - n**(-c)) / lr * p         (c = learning_rate_power)
+    quadratic = n_new**(-c) / lr + 2 * l2'
+    p = (clip(linear, -l1, l1) - linear) / quadratic;  n = n_new
+
+    Symbols: n = ``accumulator`` (starts at ``initial_accumulator_value``), linear = ``linear`` (starts at 0);
+    ``l1``, ``l2``, ``l2_shrinkage`` are Keras's ``l1_regularization_strength``, ``l2_regularization_strength``,
+    ``l2_shrinkage_regularization_strength``. With the default c = -0.5 the powers are square roots (NumPy's
+    ``x ** 0.5`` and torch's ``pow(x, 0.5)`` both evaluate ``sqrt``). The new ``p`` does not depend on the old
+    one except through ``linear``: FTRL overwrites the parameter each step.
+
+    State: ``step``, ``accumulator``, ``linear`` (Keras's variable names).
+    Keras (torch backend, floatx float32) uses float32(learning_rate_power) and float32(l1) even for float64
+    variables (see the module docstring).
+
+    Source: keras/src/optimizers/ftrl.py (McMahan et al. 2013, "Ad Click Prediction: a View from the Trenches").
+    """
+    lr, lr_power = float(lr), float(learning_rate_power)
+    l1, l2, l2_shrinkage, beta = float(l1), float(l2), float(l2_shrinkage), float(beta)
+    _next_step(state)
+    accum = _full_state(state, "accumulator", p.shape, p.dtype, initial_accumulator_value)
+    linear = _zeros_state(state, "linear", p)
+    grad = -g if maximize else g
+    _keras_weight_decay(p, lr, weight_decay)
+    l2_reg = l2 + beta / (2.0 * lr)
+    grad_to_use = grad + (2 * l2_shrinkage) * p if l2_shrinkage != 0 else grad
+    new_accum = accum + grad * grad
+    linear += grad_to_use - (new_accum ** -lr_power - accum ** -lr_power) / lr * p
+    quadratic = new_accum ** -lr_power / lr + 2 * l2_reg
+    p[...] = (np.clip(linear, -l1, l1) - linear) / quadratic
+    accum[...] = new_accum
+
+
+def lion_step(p, g, state, *, lr=1e-3, betas=(0.9, 0.99), weight_decay=0.0, maximize=False):
+    """One Lion step (keras.optimizers.Lion), in place.
+
+    p = p - p * weight_decay * lr                    (Keras's generic decay, first; Lion has no decay of its own)
+    p = p - lr * sign(m * b1 + g * (1 - b1))
+    m = m * b2 + g * (1 - b2)
+
+    Symbols: m = ``exp_avg`` (Keras's ``momentum``; starts at 0), b1, b2 = ``betas`` (Keras's beta_1, beta_2).
+    sign(0) = 0. Note the paper's weight decay is ``lr * wd`` added to the sign update, which is the same
+    decoupled decay applied after instead of before the sign step.
+
+    State: ``step``, ``exp_avg``.
+    Source: keras/src/optimizers/lion.py (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms").
+    """
+    lr, b1, b2 = float(lr), float(betas[0]), float(betas[1])
+    _next_step(state)
+    m = _zeros_state(state, "exp_avg", p)
+    grad = -g if maximize else g
+    _keras_weight_decay(p, lr, weight_decay)
+    p -= lr * np.sign(m * b1 + grad * (1 - b1))
+    m[...] = m * b2 + grad * (1 - b2)
+
+
+def lamb_step(p, g, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.0, maximize=False):
+    """One LAMB step (keras.optimizers.Lamb), in place.
+
+    t = t + 1;  p = p - p * weight_decay * lr        (Keras's generic decay, first)
+    m = m + (g - m) * (1 - b1);  v = v + (g * g - v) * (1 - b2)
+    r = (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t)) + eps)
+    ratio = ||p|| / ||r|| if ||p|| > 0 and ||r|| > 0 else 1        (norms of the WHOLE array, after the decay)
+    p = p - (ratio * lr) * r
+
+    Symbols: m = ``exp_avg``, v = ``exp_avg_sq`` (Keras's momentum, velocity; both start at 0). Keras's default
+    epsilon is 1e-7 (not the paper's 1e-6). Unlike the paper (and optax.lamb) the weight decay is NOT part of
+    the update whose norm enters the trust ratio: Keras decays ``p`` before and the ratio sees the decayed
+    ``p``. A NaN norm gives ratio 1 (Keras's ``where(norm > 0, ...)``); the NaN still reaches ``p`` through r.
+
+    State: ``step``, ``exp_avg``, ``exp_avg_sq``.
+    Source: keras/src/optimizers/lamb.py (You et al. 2019, "Large Batch Optimization for Deep Learning").
+    """
+    lr, eps, b1, b2 = float(lr), float(eps), float(betas[0]), float(betas[1])
+    t = _next_step(state)
+    m = _zeros_state(state, "exp_avg", p)
+    v = _zeros_state(state, "exp_avg_sq", p)
+    grad = -g if maximize else g
+    _keras_weight_decay(p, lr, weight_decay)
+    m += (grad - m) * (1 - b1)
+    v += (grad * grad - v) * (1 - b2)
+    update = (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    w_norm, u_norm = _norm(p), _norm(update)
+    ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+    p -= (ratio * lr) * update
+
+
+def keras_nadam_step(p, g, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.0, maximize=False):
+    """One Nadam step as Keras computes it (keras.optimizers.Nadam, Dozat's momentum schedule), in place.
+
+    t = t + 1;  p = p - p * weight_decay * lr        (Keras's generic decay, first)
+    u_t = b1 * (1 - 0.5 * 0.96**t);  u_{t+1} = b1 * (1 - 0.5 * 0.96**(t+1))
+    P_t = P_{t-1} * u_t (P_0 = 1);  P_{t+1} = P_t * u_{t+1}
+    m = m + (g - m) * (1 - b1);  v = v + (g * g - v) * (1 - b2)
+    m_hat = u_{t+1} * m / (1 - P_{t+1}) + (1 - u_t) * g / (1 - P_t);  v_hat = v / (1 - b2**t)
+    p = p - (m_hat * lr) / (sqrt(v_hat) + eps)
+
+    Symbols: m = ``exp_avg``, v = ``exp_avg_sq`` (Keras's momentum, velocity), P = ``u_product`` (Keras keeps
+    one per optimizer, in the dtype of the first variable, updated before the per-variable steps; it depends on
+    t only, so one per array is the same). The 0.96 decay and the 0.5 factor are fixed constants of Keras (not
+    hyperparameters). Differs from torch.optim.NAdam (momentum_decay=4e-3: u_t = b1 (1 - 0.5 * 0.96**(t/250)),
+    eps 1e-8): Keras's schedule reaches b1 within ~100 steps instead of ~25,000.
+
+    State: ``step``, ``exp_avg``, ``exp_avg_sq``, ``u_product`` (a Python float).
+    Source: keras/src/optimizers/nadam.py (the torch backend's torch_nadam.py computes the same with
+    ``m * b1 + g * (1 - b1)``).
+    """
+    lr, eps, b1, b2 = float(lr), float(eps), float(betas[0]), float(betas[1])
+    t = _next_step(state)
+    m = _zeros_state(state, "exp_avg", p)
+    v = _zeros_state(state, "exp_avg_sq", p)
+    grad = -g if maximize else g
+    _keras_weight_decay(p, lr, weight_decay)
+    u_product = float(state.get("u_product", 1.0)) * b1 * (1.0 - 0.5 * 0.96 ** t)
+    state["u_product"] = u_product
+    u_t = b1 * (1.0 - 0.5 * 0.96 ** t)
+    u_t_1 = b1 * (1.0 - 0.5 * 0.96 ** (t + 1))
+    u_product_t_1 = u_product * u_t_1
+    m += (grad - m) * (1 - b1)
+    v += (grad * grad - v) * (1 - b2)
+    m_hat = (u_t_1 * m) / (1 - u_product_t_1) + ((1 - u_t) * grad) / (1 - u_product)
+    v_hat = v / (1 - b2 ** t)
+    p -= (m_hat * lr) / (np.sqrt(v_hat) + eps)
+
+
+def keras_adafactor_step(p, g, state, *, lr=1e-3, beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3,
+                         clip_threshold=1.0, relative_step=True, weight_decay=0.0, maximize=False):
+    """One Adafactor step as Keras computes it (keras.optimizers.Adafactor), in place.
+
+    t = t + 1;  p = p - p * weight_decay * lr        (Keras's generic decay, first, with the raw lr)
+    rho = min(lr, 1 / sqrt(t));  alpha = max(epsilon_2, RMS(p)) * rho        (RMS of the decayed p)
+    G = g * g + epsilon_1;  b2_t = 1 - t**beta_2_decay                      (b2_t = 0 on the first step)
+    ndim >= 2 (factored over the last two axes):
+        r = b2_t * r + (1 - b2_t) * mean(G, axis=-1)          shape p.shape[:-1]
+        c = b2_t * c + (1 - b2_t) * mean(G, axis=-2)          shape p.shape[:-2] + p.shape[-1:]
+        v = (r / mean(r, axis=-1, keepdims))[..., :, None] * c[..., None, :]
+    ndim < 2:
+        v = b2_t * v + (1 - b2_t) * G
+    u = g / sqrt(v);  u_hat = u / max(1, RMS(u) / clip_threshold)
+    p = p - alpha * u_hat
+
+    Surprises in the source: ``relative_step`` has no effect (Keras clamps ``lr`` to ``1/sqrt(t)`` when it is
+    set, and then computes ``rho = min(lr, 1/sqrt(t))`` regardless), so the step size is always
+    ``min(lr, 1/sqrt(t))`` times the parameter scale and the argument is accepted and ignored here. There is no
+    first-moment (beta_1) option. For factored arrays Keras also stores the full ``v`` (recomputed from r and c
+    every step, never read back): it is a temporary here, so ``v`` exists in the state only for arrays with
+    fewer than 2 dimensions. RMS(p) and RMS(u) are whole-array reductions; u needs the updated r (all rows)
+    before RMS(u), and RMS(u) before any p changes: three passes for a kernel. Keras (torch backend) computes
+    its means, RMS and max/min clamps in float32 even for float64 variables (see the module docstring).
+
+    State: ``step``; ``r``, ``c`` (ndim >= 2) or ``v`` (ndim < 2), all starting at 0 (Keras's names).
+    Source: keras/src/optimizers/adafactor.py (Shazeer & Stern 2018, "Adafactor: Adaptive Learning Rates with
+    Sublinear Memory Cost").
+    """
+    del relative_step  # no effect in Keras 3 (see above)
+    lr, epsilon_1, epsilon_2 = float(lr), float(epsilon_1), float(epsilon_2)
+    clip_threshold, beta_2_decay = float(clip_threshold), float(beta_2_decay)
+    t = _next_step(state)
+    grad = -g if maximize else g
+    _keras_weight_decay(p, lr, weight_decay)
+    rho = min(lr, 1.0 / math.sqrt(t))
+    alpha = float(np.maximum(epsilon_2, _rms(p))) * rho  # np.maximum: a NaN RMS stays NaN, as ops.maximum
+    sq = grad * grad + epsilon_1
+    b2_t = 1.0 - float(t) ** beta_2_decay
+    if p.ndim >= 2:
+        r = _full_state(state, "r", p.shape[:-1], p.dtype, 0.0)
+        c = _full_state(state, "c", p.shape[:-2] + p.shape[-1:], p.dtype, 0.0)
+        r[...] = b2_t * r + (1 - b2_t) * np.mean(sq, axis=-1)
+        c[...] = b2_t * c + (1 - b2_t) * np.mean(sq, axis=-2)
+        v = np.expand_dims(r / np.mean(r, axis=-1, keepdims=True), -1) * np.expand_dims(c, -2)
+    else:
+        v = _zeros_state(state, "v", p)
+        v[...] = b2_t * v + (1 - b2_t) * sq
+    u = grad / np.sqrt(v)
+    u_hat = u / float(np.maximum(1.0, _rms(u) / clip_threshold))
+    p -= alpha * u_hat
+
+
+# ------------------------------------------------------------------------------------------------------ optax
+
+def lars_step(p, g, state, *, lr=1e-3, weight_decay=0.0, trust_coefficient=0.001, eps=0.0, momentum=0.9,
+              nesterov=False, maximize=False):
+    """One LARS step (optax.lars, both masks True), in place.
+
+    d = g + weight_decay * p
+    ratio = trust_coefficient * ||p|| / (||d|| + eps) if ||p|| != 0 and ||d|| != 0 else 1   (WHOLE-array norms)
+    d = lr * (ratio * d)
+    buf = d + momentum * buf                       (buf starts at 0; the learning rate is inside the buffer)
+    p = p - (d + momentum * buf if nesterov else buf)
+
+    Symbols: buf = ``momentum_buffer``: optax's ``trace``, negated (optax traces ``-lr * ratio * d``). With
+    momentum = 0 no buffer is kept (optax keeps one that is always equal to the update). The trust coefficient
+    multiplies the ratio, so with the default 0.001 the step is ``lr * 0.001 * ||p||`` in the direction of d
+    (optax's default ``lr`` is required; 1e-3 here). A NaN norm gives a NaN ratio (optax tests only ``== 0``).
+
+    State: ``step``, ``momentum_buffer`` (momentum != 0).
+    Source: optax/_src/alias.py ``lars`` = chain(add_decayed_weights, scale_by_trust_ratio, scale_by_learning_rate,
+    trace) (You et al. 2017, "Large Batch Training of Convolutional Networks").
+    """
+    lr, weight_decay, trust_coefficient = float(lr), float(weight_decay), float(trust_coefficient)
+    eps, momentum = float(eps), float(momentum)
+    _next_step(state)
+    grad = -g if maximize else g
+    d = grad + weight_decay * p if weight_decay != 0 else grad
+    p_norm, d_norm = _norm(p), _norm(d)
+    ratio = 1.0 if p_norm == 0 or d_norm == 0 else trust_coefficient * p_norm / (d_norm + eps)
+    d = lr * (d * ratio)
+    if momentum != 0:
+        buf = _zeros_state(state, "momentum_buffer", p)
+        buf[...] = d + momentum * buf
+        d = d + momentum * buf if nesterov else buf
+    p -= d
+
+
+def yogi_step(p, g, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-3, eps_root=0.0, initial_accumulator_value=1e-6,
+              maximize=False):
+    """One Yogi step (optax.yogi; ``eps_root`` and ``initial_accumulator_value`` from optax.scale_by_yogi), in place.
+
+    t = t + 1
+    m = (1 - b1) * g + b1 * m
+    v = v - (1 - b2) * sign(v - g * g) * (g * g)
+    p = p - lr * (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t) + eps_root) + eps)
+
+    Symbols: m = ``exp_avg``, v = ``exp_avg_sq``. BOTH start at ``initial_accumulator_value`` = 1e-6 in optax
+    (not only v, as in the paper, and not 0 as in Adam), and both are bias-corrected as Adam's are although
+    they do not start at 0. The default eps = 1e-3 is optax's (the paper's).
+
+    State: ``step``, ``exp_avg``, ``exp_avg_sq``.
+    Source: optax/_src/transform.py ``scale_by_yogi`` (Zaheer et al. 2018, "Adaptive Methods for Nonconvex
+    Optimization").
+    """
+    lr, eps, eps_root, b1, b2 = float(lr), float(eps), float(eps_root), float(betas[0]), float(betas[1])
+    t = _next_step(state)
+    m = _full_state(state, "exp_avg", p.shape, p.dtype, initial_accumulator_value)
+    v = _full_state(state, "exp_avg_sq", p.shape, p.dtype, initial_accumulator_value)
+    grad = -g if maximize else g
+    m[...] = (1 - b1) * grad + b1 * m
+    g2 = grad * grad
+    v[...] = v - (1 - b2) * np.sign(v - g2) * g2
+    p -= lr * ((m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t) + eps_root) + eps))
+
+
+def adabelief_step(p, g, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-16, eps_root=1e-16, nesterov=False,
+                   maximize=False):
+    """One AdaBelief step (optax.adabelief), in place.
+
+    t = t + 1
+    m = (1 - b1) * g + b1 * m
+    s = (1 - b2) * (g - m)**2 + b2 * s + eps_root                 (the prediction error uses the NEW m)
+    m_hat = m / (1 - b1**t), or with nesterov b1 * m / (1 - b1**(t+1)) + (1 - b1) * g / (1 - b1**t)
+    p = p - lr * m_hat / (sqrt(s / (1 - b2**t)) + eps)
+
+    Symbols: m = ``exp_avg``, s = ``exp_avg_var`` (both start at 0). ``eps_root`` is added to the STORED s every
+    step (it accumulates: s tends to eps_root / (1 - b2) in the absence of gradient noise). optax's adabelief has
+    no weight decay.
+
+    State: ``step``, ``exp_avg``, ``exp_avg_var``.
+    Source: optax/_src/transform.py ``scale_by_belief`` (Zhuang et al. 2020, "AdaBelief Optimizer").
+    """
+    lr, eps, eps_root, b1, b2 = float(lr), float(eps), float(eps_root), float(betas[0]), float(betas[1])
+    t = _next_step(state)
+    m = _zeros_state(state, "exp_avg", p)
+    s = _zeros_state(state, "exp_avg_var", p)
+    grad = -g if maximize else g
+    m[...] = (1 - b1) * grad + b1 * m
+    err = grad - m
+    s[...] = (1 - b2) * (err * err) + b2 * s
+    s += eps_root
+    if nesterov:
+        m_hat = b1 * (m / (1 - b1 ** (t + 1))) + (1 - b1) * (grad / (1 - b1 ** t))
+    else:
+        m_hat = m / (1 - b1 ** t)
+    p -= lr * (m_hat / (np.sqrt(s / (1 - b2 ** t)) + eps))
+
+
+def adan_step(p, g, state, *, lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, eps_root=1e-8, weight_decay=0.0,
+              maximize=False):
+    """One Adan step (optax.adan), in place.
+
+    t = t + 1;  d = 0 on the first step, else g - g_prev
+    m = (1 - b1) * g + b1 * m
+    v = (1 - b2) * d + b2 * v
+    n = (1 - b3) * (g + (1 - b2) * d)**2 + b3 * n
+    u = (m / (1 - b1**t) + (1 - b2) * v / (1 - b2**t)) / (sqrt(n / (1 - b3**t) + eps_root) + eps)
+    p = p - lr * (u + weight_decay * p);  g_prev = g
+
+    Symbols: b1, b2, b3 = ``betas`` (optax's b1, b2, b3: decay rates, the weight of the OLD value, as in the
+    official PyTorch Adan; the paper writes 1 - b), m = ``exp_avg``, v = ``exp_avg_diff``, n = ``exp_avg_sq``,
+    g_prev = ``pre_grad`` (all start at 0). Surprises: optax bias-corrects all three moments, including v
+    although its first value is 0 (d = 0 on the first step, not g - 0); optax.adan's eps_root default is 1e-8
+    (optax.scale_by_adan's is 0); the weight decay is added to the update (``p - lr * (u + wd * p)``,
+    AdamW-style), NOT the paper's proximal ``(p - lr * u) / (1 + lr * wd)`` that optax's docstring shows.
+
+    State: ``step``, ``exp_avg``, ``exp_avg_diff``, ``exp_avg_sq``, ``pre_grad``.
+    Source: optax/_src/transform.py ``scale_by_adan`` + alias.py ``adan`` (Xie et al. 2022, "Adan: Adaptive
+    Nesterov Momentum Algorithm for Faster Optimizing Deep Models").
+    """
+    lr, eps, eps_root, weight_decay = float(lr), float(eps), float(eps_root), float(weight_decay)
+    b1, b2, b3 = (float(b) for b in betas)
+    t = _next_step(state)
+    m = _zeros_state(state, "exp_avg", p)
+    v = _zeros_state(state, "exp_avg_diff", p)
+    n = _zeros_state(state, "exp_avg_sq", p)
+    g_prev = _zeros_state(state, "pre_grad", p)
+    grad = -g if maximize else g
+    diff = np.zeros_like(grad) if t == 1 else grad - g_prev
+    m[...] = (1 - b1) * grad + b1 * m
+    v[...] = (1 - b2) * diff + b2 * v
+    sq = grad + (1 - b2) * diff
+    n[...] = (1 - b3) * (sq * sq) + b3 * n
+    u = (m / (1 - b1 ** t) + (1 - b2) * (v / (1 - b2 ** t))) / (np.sqrt(n / (1 - b3 ** t) + eps_root) + eps)
+    if weight_decay != 0:
+        u = u + weight_decay * p
+    p -= lr * u
+    g_prev[...] = grad
+
+
+def _warmup_lr(lr, warmup_steps, count):
+    """optax.warmup_constant_schedule(0, lr, warmup_steps)(count); no warmup when warmup_steps is 0 or None."""
+    if not warmup_steps or warmup_steps <= 0:
+        return lr
+    frac = 1.0 - min(max(count, 0), warmup_steps) / warmup_steps
+    return -lr * frac + lr
+
+
+def _schedule_free_step(p, state, t, lr, warmup_steps, b1, weight_lr_power, direction):
+    """The schedule-free wrapper shared by the AdamW and SGD variants (p holds y); ``direction(lr_z)`` returns
+    the base optimizer's step ``lr_z * d`` (after creating its own state)."""
+    if state.get("z") is None:
+        state["z"] = p.copy()
+        state["x"] = p.copy()
+    z, x = state["z"], state["x"]
+    lr_t = _warmup_lr(lr, warmup_steps, t)          # the wrapper's count starts at 1
+    lr_z = _warmup_lr(lr, warmup_steps, t - 1)      # the base optimizer's count starts at 0
+    max_lr = float(np.maximum(float(state.get("max_lr", 0.0)), lr_t))
+    weight = max_lr ** float(weight_lr_power)
+    weight_sum = float(state.get("weight_sum", 0.0)) + weight
+    if math.isnan(weight) or math.isnan(weight_sum):
+        ck = math.nan
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ck = float(np.nan_to_num(np.float64(weight) / np.float64(weight_sum), nan=0.0, posinf=np.inf))
+    z -= direction(lr_z)
+    x[...] = (1 - ck) * x + ck * z
+    p[...] = b1 * x + (1 - b1) * z
+    state["max_lr"], state["weight_sum"] = max_lr, weight_sum
+
+
+def schedule_free_adamw_step(p, g, state, *, lr=0.0025, warmup_steps=0, betas=(0.9, 0.999), eps=1e-8,
+                             weight_decay=0.0, weight_lr_power=2.0, maximize=False):
+    """One schedule-free AdamW step (optax.contrib.schedule_free_adamw), in place; ``p`` holds y.
+
+    t = t + 1;  lr_t = warmup(t), lr_z = warmup(t - 1)    (warmup(c) = lr * min(c, W) / W, or lr when W = 0)
+    M = max(M, lr_t);  w = M**weight_lr_power;  W_sum = W_sum + w;  c_t = w / W_sum  (0/0 -> 0)
+    v = (1 - b2) * g * g + b2 * v
+    z = z - lr_z * (g * (1 / (sqrt(v / (1 - b2**t)) + eps)) + weight_decay * y)     (gradient and decay at y)
+    x = (1 - c_t) * x + c_t * z
+    y = b1 * x + (1 - b1) * z
+
+    Symbols: y = ``p`` (the train sequence, where gradients are taken), x = ``x`` (the evaluation sequence, see
+    ``schedule_free_eval_params``), z = ``z`` (the SGD/Adam sequence), v = ``exp_avg_sq``; x, y, z all start
+    at the initial p; M = ``max_lr``, W_sum = ``weight_sum`` (Python floats, start at 0); b1, b2 = ``betas``
+    (b1 is the interpolation weight: there is no first moment), W = ``warmup_steps``.
+
+    Surprises: optax evaluates the warmup schedule at the wrapper's count (starting at 1) for the weights but at
+    the base optimizer's own count (starting at 0) for z, so with warmup the first step does not move z at all
+    (facebookresearch/schedule_free uses lr * (k + 1) / W for both); ``warmup_steps=0`` means no warmup here,
+    while optax's ``warmup_steps=0`` gives a constant learning rate of 0 (None is optax's "no warmup").
+    optax computes the warmup learning rate in float32 even under ``jax_enable_x64`` (its int32 count divided
+    by ``warmup_steps`` is float32); here it is a double. optax does not store x: it recomputes it from y and z
+    each step (``x = (y - (1 - b1) z) / b1``) and writes y as ``y + (y_new - y)``; equal to this up to rounding.
+
+    State: ``step``, ``z``, ``x``, ``exp_avg_sq``, ``max_lr``, ``weight_sum``.
+    Source: optax/contrib/_schedule_free.py (Defazio et al. 2024, "The Road Less Scheduled").
+    """
+    lr, eps, weight_decay = float(lr), float(eps), float(weight_decay)
+    b1, b2 = float(betas[0]), float(betas[1])
+    t = _next_step(state)
+    v = _zeros_state(state, "exp_avg_sq", p)
+    grad = -g if maximize else g
+
+    def direction(lr_z):
+        v[...] = (1 - b2) * (grad * grad) + b2 * v
+        d = grad * (1 / (np.sqrt(v / (1 - b2 ** t)) + eps))
+        if weight_decay != 0:
+            d = d + weight_decay * p
+        return lr_z * d
+
+    _schedule_free_step(p, state, t, lr, warmup_steps, b1, weight_lr_power, direction)
+
+
+def schedule_free_sgd_step(p, g, state, *, lr=1.0, warmup_steps=0, b1=0.9, weight_decay=0.0, weight_lr_power=2.0,
+                           maximize=False):
+    """One schedule-free SGD step (optax.contrib.schedule_free_sgd), in place; ``p`` holds y.
+
+    As ``schedule_free_adamw_step`` with the base step z = z - lr_z * (g + weight_decay * y).
+
+    Symbols: b1 = ``b1`` (optax's name; facebookresearch/schedule_free calls it ``momentum``), y = ``p``, and the
+    state of ``schedule_free_adamw_step`` without ``exp_avg_sq``. optax's default weight_decay is None (= 0).
+
+    State: ``step``, ``z``, ``x``, ``max_lr``, ``weight_sum``.
+    Source: optax/contrib/_schedule_free.py (Defazio et al. 2024, "The Road Less Scheduled").
+    """
+    lr, weight_decay, b1 = float(lr), float(weight_decay or 0.0), float(b1)
+    t = _next_step(state)
+    grad = -g if maximize else g
+
+    def direction(lr_z):
+        d = grad + weight_decay * p if weight_decay != 0 else grad
+        return lr_z * d
+
+    _schedule_free_step(p, state, t, lr, warmup_steps, b1, weight_lr_power, direction)
+
+
+def schedule_free_eval_params(p, state):
+    """The evaluation sequence x of a schedule-free optimizer (a new array), as
+    optax.contrib.schedule_free_eval_params returns it: what ``eval()`` puts in the parameters.
+
+    ``p`` is the train sequence y; before the first step x = y = p. ``train()`` restores
+    y = b1 * x + (1 - b1) * z (which is ``p`` itself, kept aside).
+    """
+    x = state.get("x")
+    return p.copy() if x is None else x.copy()
+
+
+STEPS = {"Ftrl": ftrl_step, "Lion": lion_step, "Lamb": lamb_step, "KerasNadam": keras_nadam_step,
+         "KerasAdafactor": keras_adafactor_step, "LARS": lars_step, "Yogi": yogi_step, "AdaBelief": adabelief_step,
+         "Adan": adan_step, "ScheduleFreeAdamW": schedule_free_adamw_step,
+         "ScheduleFreeSGD": schedule_free_sgd_step}
+
+#: the array state entries each step may create (all shaped like p, except KerasAdafactor's r: p.shape[:-1] and
+#: c: p.shape[:-2] + p.shape[-1:], kept for ndim >= 2, and its v, kept for ndim < 2)
+STATE_NAMES = {"Ftrl": ("accumulator", "linear"), "Lion": ("exp_avg",), "Lamb": ("exp_avg", "exp_avg_sq"),
+               "KerasNadam": ("exp_avg", "exp_avg_sq"), "KerasAdafactor": ("r", "c", "v"),
+               "LARS": ("momentum_buffer",), "Yogi": ("exp_avg", "exp_avg_sq"),
+               "AdaBelief": ("exp_avg", "exp_avg_var"),
+               "Adan": ("exp_avg", "exp_avg_diff", "exp_avg_sq", "pre_grad"),
+               "ScheduleFreeAdamW": ("z", "x", "exp_avg_sq"), "ScheduleFreeSGD": ("z", "x")}
+
+#: the Python-float state entries besides ``step``
+SCALAR_STATE_NAMES = {"KerasNadam": ("u_product",), "ScheduleFreeAdamW": ("max_lr", "weight_sum"),
+                      "ScheduleFreeSGD": ("max_lr", "weight_sum")}
