@@ -593,6 +593,9 @@ class Reference:
     """
 
     def __init__(self, name, params, *, clipnorm=None, clipvalue=None, global_clipnorm=None, **hyper):
+        convention = hyper.pop("convention", "torch")
+        if convention != "torch":  # a source's variant of a rule: STEPS["NAdam:keras"]
+            name = f"{name}:{convention}"
         if name not in STEPS:
             raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(STEPS)}")
         # validate the clipping keywords now, as Keras does in the constructor
@@ -615,3 +618,16 @@ class Reference:
         update = STEPS[self.name]
         for p, g, state in zip(self.params, grads, self.state):
             update(p, g, state, **self.hyper)
+
+
+def _merge_sources():
+    """The Keras and optax rules join STEPS; a source's variant of a torch rule is keyed
+    ``"<torch name>:<source>"`` (``Reference("NAdam", ..., convention="keras")``)."""
+    from fastopt import reference_keras_optax as other
+    variants = {"KerasNadam": "NAdam:keras", "KerasAdafactor": "Adafactor:keras"}
+    for table, theirs in ((STEPS, other.STEPS), (STATE_NAMES, other.STATE_NAMES),
+                          (SCALAR_STATE_NAMES, other.SCALAR_STATE_NAMES)):
+        table.update({variants.get(k, k): v for k, v in theirs.items()})
+
+
+_merge_sources()
