@@ -108,6 +108,9 @@ class Optimizer:
     state_names = ()
     #: whether state carries a step counter (torch's SGD has none)
     counts_steps = True
+    #: per-parameter scalar state that follows from the step and the hyperparameters (NAdam's
+    #: mu_product): exported by ``state``/``state_dict`` from ``_scalar_state``, ignored on load
+    scalar_state_names = ()
 
     def __init__(self, params, defaults, *, backend=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
@@ -236,6 +239,10 @@ class Optimizer:
     def _static_scalars(self, hyper):  # pragma: no cover - abstract
         """The kernel scalars that follow ``_scalars``'s and only change when a group is edited."""
         raise NotImplementedError
+
+    def _scalar_state(self, hyper, step):
+        """The values of ``scalar_state_names`` after ``step`` steps with ``hyper``."""
+        return {}
 
     def _empty(self, dtype):
         return np.empty(0, dtype)
@@ -463,6 +470,8 @@ class Optimizer:
             if step == 0 and not self._state_before_first_step():
                 continue
             entry = {"step": step} if self.counts_steps else {}
+            if self.scalar_state_names:
+                entry.update(self._scalar_state(self._refresh_hyper()[p.group], step))
             for name in names:
                 entry[name] = p.states[name].reshape(p.array.shape).copy()
             if entry:  # torch keeps no entry for a param without state (SGD without momentum)
@@ -515,7 +524,8 @@ class Optimizer:
             self._check_group(hyper, f"state_dict param_groups[{g}]")
             new_groups.append(hyper)
         extras = self._extra_states()  # optional: a state_dict saved without the option loads
-        allowed = set(self.state_names) | set(extras) | ({"step"} if self.counts_steps else set())
+        allowed = (set(self.state_names) | set(extras) | set(self.scalar_state_names)
+                   | ({"step"} if self.counts_steps else set()))
         loads = []
         for sid, entry in state_dict["state"].items():
             if sid not in index_map:
@@ -612,6 +622,8 @@ class Optimizer:
         out = []
         for p in self._params:
             entry = {"step": self._steps[p.index]} if self.counts_steps else {}
+            if self.scalar_state_names:
+                entry.update(self._scalar_state(self._refresh_hyper()[p.group], self._steps[p.index]))
             entry.update({k: v.reshape(p.array.shape) for k, v in p.states.items()})
             out.append(entry)
         return out
