@@ -111,6 +111,11 @@ class Optimizer:
     #: per-parameter scalar state that follows from the step and the hyperparameters (NAdam's
     #: mu_product): exported by ``state``/``state_dict`` from ``_scalar_state``, ignored on load
     scalar_state_names = ()
+    #: one kernel call per parameter array (rules with per-array statistics: LAMB, LARS,
+    #: Adafactor), never one call for a run of adjacent arrays
+    per_array = False
+    #: whether ``_run_call`` replaces the single kernel call of each call (multi-pass rules)
+    custom_call = False
 
     def __init__(self, params, defaults, *, backend=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
@@ -292,7 +297,10 @@ class Optimizer:
             step = steps[call.first] + 1  # recomputed: cheaper than a list of them (hot path)
             scalars = scalars_of[(call.group, step)]
             scale = hyper["_sign"] if coefs is None else hyper["_sign"] * coefs[k]
-            if threads > 1 and call.size >= threshold:
+            if self.custom_call:
+                self._run_call(call, call.grad(grads), scalars, call.tail, scale, clip,
+                               threads if (threads > 1 and call.size >= threshold) else 1)
+            elif threads > 1 and call.size >= threshold:
                 call.kernel(True)(call.p, call.grad(grads), *call.states, *scalars, *call.tail, scale, clip,
                                   threads)
             else:
@@ -300,6 +308,13 @@ class Optimizer:
                                                         *call.tail, scale, clip, 1)
             self._advance(call, step)
         return True
+
+    def _run_call(self, call, g, scalars, tail, scale, clip, nchunks):  # pragma: no cover - abstract
+        """One call's update when ``custom_call``: ``call.p`` (flat), ``g`` (its flat gradient),
+        ``call.states``, the step's ``scalars``, the template's ``tail`` arguments (accumulator,
+        EMA), then ``scale`` (grad_scale), ``clip`` and ``nchunks``, as the kernel would get them.
+        With ``per_array`` each call is one parameter: ``self._params[call.first]``."""
+        raise NotImplementedError
 
     def _all_scalars(self, plan, hypers):
         """Every call's kernel scalars, first: a bad scheduled lr raises before any write."""
@@ -367,8 +382,12 @@ class Optimizer:
                     scale, fused, acc_s = hyper["_sign"] * coef / k, True, unscale
                 else:
                     scale, fused, acc_s = hyper["_sign"] * coef * unscale, False, 1.0
-                call.kernel(n > 1)(call.p, grad_of[j], *call.states, *scalars_of[(call.group, step)],
-                                   call.acc, call.ema, acc_s, m, 1.0 - m, fused, self.use_ema, scale, clip, n)
+                tail = (call.acc, call.ema, acc_s, m, 1.0 - m, fused, self.use_ema)
+                if self.custom_call:
+                    self._run_call(call, grad_of[j], scalars_of[(call.group, step)], tail, scale, clip, n)
+                else:
+                    call.kernel(n > 1)(call.p, grad_of[j], *call.states, *scalars_of[(call.group, step)], *tail,
+                                       scale, clip, n)
                 if summed[j]:
                     call.acc.fill(0)
             self._advance(call, step)
@@ -684,7 +703,7 @@ class _Plan:
         # an array's dtype can be reassigned in place (changing its length): re-check it
         self.dtypes = [None if g is None else g.dtype for g in grads]
         self.calls = []
-        merge = opt.clipnorm is None  # per-array clipping needs per-array calls
+        merge = opt.clipnorm is None and not opt.per_array  # per-array clipping needs per-array calls
         runs = []
         for i, (g, p) in enumerate(zip(grads, params)):
             if g is None:
