@@ -213,6 +213,8 @@ def test_state_names_are_torchs_in_torchs_order():
             "RMSprop": dict(momentum=0.9, centered=True), "Adagrad": {}}
     for name in ref.STEPS:
         assert name in ref.STATE_NAMES, name
+        if not hasattr(torch.optim, name):  # the Keras and optax rules (and ':keras' variants)
+            continue
         for shape in [(3,), (2, 3)]:
             tp = torch.nn.Parameter(torch.ones(shape, dtype=torch.float64))
             tp.grad = torch.ones(shape, dtype=torch.float64)
