@@ -16,6 +16,12 @@ from fastopt.checkpoint import load, save
 from fastopt.clip import clip_grad_norm_, clip_grad_value_, global_norm
 from fastopt.flat import flatten
 from fastopt.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+
+# torch family
+
+# keras / optax family
+
+# per-array family
 from fastopt.scaler import LossScaler
 
 __version__ = "0.1.0"
@@ -26,3 +32,6 @@ __all__ = [
     "set_backend", "get_backend", "available_backends", "BackendUnavailable",
     "set_num_threads", "get_num_threads", "show_config", "save", "load", "LossScaler",
 ]
+# torch family
+# keras / optax family
+# per-array family

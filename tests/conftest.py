@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 
 import fastopt
+from tests import registry_keras_conventions, registry_keras_optax, registry_per_array, registry_torch_family
 
-#: (name, hyperparameters): every configuration the tests pin against the reference
+#: (name, hyperparameters): every configuration the tests pin against the reference. The
+#: foundation's come first (tests index into them); each later family keeps its list in its own
+#: module (tests/registry_*.py) and is appended here.
 CONFIGS = [
     ("SGD", {}),
     ("SGD", dict(lr=0.05, weight_decay=0.01)),
@@ -28,6 +31,9 @@ CONFIGS = [
     ("Adagrad", dict(lr=0.05, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1, eps=1e-8)),
     ("Adagrad", dict(lr=0.05, maximize=True)),
 ]
+FOUNDATION = list(CONFIGS)
+CONFIGS += (registry_torch_family.CONFIGS + registry_keras_optax.CONFIGS + registry_per_array.CONFIGS
+            + registry_keras_conventions.CONFIGS)
 
 
 #: one demanding (non-default) configuration per optimizer family, for the costlier tests
@@ -38,6 +44,8 @@ REPRESENTATIVE = [
     ("RMSprop", dict(lr=0.002, centered=True, momentum=0.5, weight_decay=0.1)),
     ("Adagrad", dict(lr=0.05, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1, eps=1e-8)),
 ]
+REPRESENTATIVE += (registry_torch_family.REPRESENTATIVE + registry_keras_optax.REPRESENTATIVE
+                   + registry_per_array.REPRESENTATIVE + registry_keras_conventions.REPRESENTATIVE)
 assert all(cfg in CONFIGS for cfg in REPRESENTATIVE)
 
 

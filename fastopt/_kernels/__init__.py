@@ -19,4 +19,8 @@ Conventions every kernel follows:
 """
 
 #: kernel modules, in build order; setup.py compiles each into fastopt._cy.<name>
-MODULES = ("sgd", "adam", "rmsprop", "adagrad", "reduce", "stream", "accumulate")
+FOUNDATION = ("sgd", "adam", "rmsprop", "adagrad", "reduce", "stream", "accumulate")
+TORCH_FAMILY = ()
+KERAS_OPTAX = ()
+PER_ARRAY = ()
+MODULES = FOUNDATION + TORCH_FAMILY + KERAS_OPTAX + PER_ARRAY

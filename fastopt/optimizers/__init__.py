@@ -5,4 +5,10 @@ from fastopt.optimizers.base import Optimizer
 from fastopt.optimizers.rmsprop import RMSprop
 from fastopt.optimizers.sgd import SGD
 
+# torch family
+
+# keras / optax family
+
+# per-array family
+
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
