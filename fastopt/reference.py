@@ -28,16 +28,12 @@ import math
 
 import numpy as np
 
+from fastopt._reference_state import _next_step, _zeros_state
+
 __all__ = ["sgd_step", "adam_step", "adamw_step", "rmsprop_step", "adagrad_step", "adadelta_step", "adamax_step",
            "nadam_step", "radam_step", "rprop_step", "asgd_step", "adafactor_step", "STEPS", "STATE_NAMES",
            "SCALAR_STATE_NAMES",
            "clip_grad_norm_", "clip_grad_value_", "keras_clip", "Reference"]
-
-
-def _zeros_state(state, key, p):
-    if state.get(key) is None:
-        state[key] = np.zeros_like(p)
-    return state[key]
 
 
 def _lerp(a, b, w):
@@ -48,11 +44,6 @@ def _lerp(a, b, w):
         return a + w * (b - a)
     one, weight = a.dtype.type(1), a.dtype.type(w)
     return b - (b - a) * (one - weight)
-
-
-def _next_step(state):
-    state["step"] = int(state.get("step", 0)) + 1
-    return state["step"]
 
 
 def sgd_step(p, g, state, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,

@@ -57,7 +57,7 @@ import math
 
 import numpy as np
 
-from fastopt.reference import _next_step, _zeros_state
+from fastopt._reference_state import _next_step, _zeros_state
 
 __all__ = ["ftrl_step", "lion_step", "lamb_step", "keras_nadam_step", "keras_adafactor_step",
            "lars_step", "yogi_step", "adabelief_step", "adan_step",
