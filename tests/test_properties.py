@@ -2,6 +2,7 @@
 scales against the reference; invariants of SGD, clipping and flat buffers."""
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -29,6 +30,10 @@ def unit(lo, hi):
     return st.floats(lo, hi, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
 
+#: hyperparameter ranges of the later families' rules, by class name (key -> strategy)
+EXTRA_RANGES = {}
+
+
 @st.composite
 def configs(draw):
     """A configuration of CONFIGS with some hyperparameters redrawn in their valid ranges."""
@@ -46,8 +51,12 @@ def configs(draw):
         ranges.update(betas=st.tuples(unit(0.0, 0.999), unit(0.0, 0.9999)), amsgrad=st.booleans())
     elif name == "RMSprop":
         ranges.update(alpha=unit(0.0, 0.999), momentum=unit(0.0, 0.95), centered=st.booleans())
-    else:
+    elif name == "Adagrad":
         ranges.update(lr_decay=unit(0.0, 0.5), initial_accumulator_value=unit(0.0, 1.0))
+    else:  # a later family: only the hyperparameters every rule shares, where its class has them
+        accepted = inspect.signature(getattr(fastopt, name)).parameters
+        ranges = {k: v for k, v in ranges.items() if k in accepted}
+        ranges.update(EXTRA_RANGES.get(name, {}))
     for key, strategy in ranges.items():
         if draw(st.booleans()):
             hyper[key] = draw(strategy)
