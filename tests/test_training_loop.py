@@ -19,7 +19,8 @@ SHAPES = [(7,), (3, 5), (70_001,)]  # the last one runs the parallel path
 
 
 def _ema_reference(name, hyper, params, grads_seq, momentum, k=None, overwrite=None):
-    """Keras's loop in NumPy: accumulate (mean of k), update, EMA every call, overwrite."""
+    """Keras 3's loop in NumPy: accumulate (mean of k), update (its step counts updates), EMA every
+    call with momentum 0 through the first window, overwrite by the update count."""
     ref = reference.Reference(name, params, **hyper)
     ema = [np.zeros_like(p) for p in params]
     acc = [np.zeros_like(p) for p in params]
@@ -33,10 +34,11 @@ def _ema_reference(name, hyper, params, grads_seq, momentum, k=None, overwrite=N
                 for a in acc:
                     a.fill(0)
             ref.step(grads)
-        m = momentum if it > 0 else 0.0
+        iterations = it // k if k else it  # Keras's ``iterations``: updates so far
+        m = momentum if iterations > 0 else 0.0
         for e, p in zip(ema, params):
             e[...] = m * e + (1 - m) * p
-        if overwrite and (it + 1) % overwrite == 0:
+        if overwrite and (iterations + 1) % overwrite == 0:
             for e, p in zip(ema, params):
                 p[...] = e
     return ema
@@ -62,12 +64,7 @@ def test_options_match_the_keras_loop(cfg, dtype, options, backend):
     for grads in grads_seq:
         assert opt.step(grads) is True
     k = options.get("gradient_accumulation_steps")
-    if k:
-        # Keras's step count (and so bias corrections and first-step rules) counts every call;
-        # the reference counts updates only: pin the count, compare the values on step-free rules
-        assert all(s == len(grads_seq) for s in opt._steps)
-        if name in ("Adam", "AdamW", "Adagrad"):
-            return
+    assert all(s == len(grads_seq) // (k or 1) for s in opt._steps)  # updates, as Keras's iterations
     ema = _ema_reference(name, hyper, ref_params, grads_seq, options.get("ema_momentum", 0.99), k,
                          options.get("ema_overwrite_frequency"))
     def tol(r):  # float32: the mean of gradients spanning six decades cancels to a few ulps of the largest
@@ -79,8 +76,8 @@ def test_options_match_the_keras_loop(cfg, dtype, options, backend):
             np.testing.assert_allclose(e, r, **tol(r))
 
 
-def test_accumulation_with_clipping_and_adam_counts_every_call():
-    """Keras: the k-th call updates with the (clipped) mean; Adam's step is the call count."""
+def test_accumulation_with_clipping_and_adam_counts_updates():
+    """Keras: the k-th call updates with the (clipped) mean; Adam's step counts updates."""
     rng = np.random.default_rng(0)
     p = rng.standard_normal(50)
     grads = [rng.standard_normal(50) * 10 for _ in range(6)]
@@ -92,10 +89,9 @@ def test_accumulation_with_clipping_and_adam_counts_every_call():
         if (t + 1) % 3 == 0:
             mean = sum(grads[t - 2:t + 1]) / 3
             (mean,) = reference.keras_clip([mean], global_clipnorm=1.0)
-            state["step"] = t  # adam_step adds one: Keras's iterations + 1
-            reference.adam_step(q, mean, state, lr=0.01)
+            reference.adam_step(q, mean, state, lr=0.01)  # step: Keras's iterations + 1
     np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-14)
-    assert opt.state[0]["step"] == 6
+    assert opt.state[0]["step"] == state["step"] == 2
     assert not opt.state[0]["accumulated_grad"].any()
 
 
@@ -162,9 +158,11 @@ def test_skip_nonfinite_leaves_everything_untouched(options, bad, backend):
             if k == "accumulated_grad":  # the window's gradients are discarded
                 assert not np.any(v)
             elif k == "step" and "gradient_accumulation_steps" in options:
-                assert v == 2  # back to the start of the discarded window (calls 3 and 4)
+                assert v == 1  # the update of calls 1 and 2; the discarded window made none
             else:
                 np.testing.assert_array_equal(v, snapshot[1][i][k], err_msg=k)
+    if "gradient_accumulation_steps" in options:  # the window restarts at call 3
+        assert opt.state_dict()["fastopt"]["calls"] == 2
     assert opt.step(mixed_grads(rng, shapes, np.float32)) is True
     assert opt.state_dict()["fastopt"]["skipped_steps"] == 1
 
@@ -272,5 +270,34 @@ def test_matches_keras(keras, options):
             averages = [keras.ops.convert_to_numpy(a) for a in kopt._model_variables_moving_average]
             for e, a in zip(opt.ema_params, averages):
                 np.testing.assert_allclose(e, a, rtol=1e-12, atol=1e-14)
+    finally:
+        keras.config.set_floatx("float32")
+
+
+@pytest.mark.parametrize("k", [None, 3])
+def test_adam_accumulation_and_schedule_match_keras(keras, k):
+    """Keras 3's Adam with a schedule and gradient accumulation, float64: bias corrections count
+    updates, the schedule sees calls (eps = 0, where Keras's and torch's Adam are one formula)."""
+    keras.config.set_floatx("float64")
+    try:
+        rng = np.random.default_rng(8)
+        shapes = [(6,), (2, 3)]
+        params = make_params(rng, shapes, np.float64)
+        kvars = [keras.Variable(p.copy(), dtype="float64") for p in params]
+        sched = dict(initial_learning_rate=0.05, decay_steps=4, decay_rate=0.5, staircase=True)
+        kopt = keras.optimizers.Adam(learning_rate=keras.optimizers.schedules.ExponentialDecay(**sched),
+                                     beta_1=0.8, beta_2=0.9, epsilon=0.0, gradient_accumulation_steps=k,
+                                     use_ema=True, ema_momentum=0.7)
+        opt = fastopt.Adam(params, lr=fastopt.schedules.ExponentialDecay(**sched), betas=(0.8, 0.9), eps=0.0,
+                           gradient_accumulation_steps=k, use_ema=True, ema_momentum=0.7)
+        for _ in range(14):
+            grads = mixed_grads(rng, shapes, np.float64)
+            kopt.apply([keras.ops.convert_to_tensor(g) for g in grads], kvars)
+            opt.step(grads)
+        for p, v in zip(params, kvars):
+            np.testing.assert_allclose(p, keras.ops.convert_to_numpy(v), rtol=1e-12, atol=1e-14)
+        for e, a in zip(opt.ema_params, kopt._model_variables_moving_average):
+            np.testing.assert_allclose(e, keras.ops.convert_to_numpy(a), rtol=1e-12, atol=1e-14)
+        assert opt.state[0]["step"] == int(keras.ops.convert_to_numpy(kopt.iterations))
     finally:
         keras.config.set_floatx("float32")

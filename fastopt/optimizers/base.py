@@ -25,6 +25,9 @@ from fastopt.flat import _owner, address, alloc_staggered, span_view
 from fastopt.schedules import LearningRateSchedule, deserialize, serialize
 
 
+#: the per-parameter arrays of the training-loop options (weight EMA, gradient accumulation)
+_LOOP_STATES = ("ema", "accumulated_grad")
+
 #: keys of torch.optim's param groups that choose an implementation, not the update rule
 _TORCH_SWITCHES = frozenset({"foreach", "fused", "capturable", "differentiable"})
 
@@ -94,8 +97,10 @@ class Optimizer:
         ema_momentum: ``m`` (0.99). ema_overwrite_frequency: every this many steps the
             parameters are overwritten with their average (Keras; None: never).
         gradient_accumulation_steps: ``k`` >= 2: each call adds its gradient to an accumulator and
-            every k-th call updates with the mean of the k gradients (Keras's semantics: step
-            counts, schedules and bias corrections count every call).
+            every k-th call updates with the mean of the k gradients (Keras 3's semantics: the step
+            count, bias corrections and first-step rules count updates, a learning-rate schedule
+            sees the number of calls, the weight EMA advances on every call with momentum 0
+            throughout the first window, and ``ema_overwrite_frequency`` counts updates).
         skip_nonfinite: check the gradients first (one reduction pass, the one global-norm
             clipping makes anyway) and skip a step with an inf or NaN, leaving parameters, states,
             EMA and step counts untouched; ``skipped_steps`` counts them (optax's apply_if_finite).
@@ -138,6 +143,9 @@ class Optimizer:
         self.skip_nonfinite = flag("skip_nonfinite", skip_nonfinite)
         #: steps skipped for a non-finite gradient (skip_nonfinite or a LossScaler)
         self.skipped_steps = 0
+        #: calls of ``step`` that counted (with gradient accumulation: micro-steps included);
+        #: Keras's ``_iterations``
+        self._calls = 0
         self.param_groups = []
         self._params = []
         self._steps = []
@@ -194,8 +202,10 @@ class Optimizer:
                 continue
             for dtype in {p.array.dtype for p in params}:
                 members = [p for p in params if p.array.dtype == dtype]
-                buf = alloc_staggered(sum(p.flat.size for p in members), dtype,
-                                      fill=self._state_init(name, self.param_groups[g]))
+                # the training-loop states start at zero (EMA: at the params, below), whatever the
+                # rule's own states start at (Adagrad's initial_accumulator_value)
+                fill = 0.0 if name in _LOOP_STATES else self._state_init(name, self.param_groups[g])
+                buf = alloc_staggered(sum(p.flat.size for p in members), dtype, fill=fill)
                 self._buffers.append(buf)
                 offset = 0
                 for p in members:
@@ -307,6 +317,7 @@ class Optimizer:
                 (call.kernels[0] or call.kernel(False))(call.p, call.grad(grads), *call.states, *scalars,
                                                         *call.tail, scale, clip, 1)
             self._advance(call, step)
+        self._calls += 1
         return True
 
     def _run_call(self, call, g, scalars, tail, scale, clip, nchunks):  # pragma: no cover - abstract
@@ -316,14 +327,15 @@ class Optimizer:
         With ``per_array`` each call is one parameter: ``self._params[call.first]``."""
         raise NotImplementedError
 
-    def _all_scalars(self, plan, hypers):
-        """Every call's kernel scalars, first: a bad scheduled lr raises before any write."""
+    def _all_scalars(self, plan, hypers, lr_step=None):
+        """Every call's kernel scalars, first: a bad scheduled lr raises before any write.
+        ``lr_step`` is the step a schedule sees (default: the update's step - 1)."""
         steps = self._steps
         scalars_of = {}
         for call in plan.calls:
             key = (call.group, steps[call.first] + 1)
             if key not in scalars_of:
-                scalars_of[key] = self._step_scalars(hypers[call.group], key[1], key[0])
+                scalars_of[key] = self._step_scalars(hypers[call.group], key[1], key[0], lr_step)
         return scalars_of
 
     def _advance(self, call, step):
@@ -335,6 +347,10 @@ class Optimizer:
     def _step_options(self, plan, grads, hypers, unscale, check_finite):
         """``_step`` with gradient accumulation, weight EMA or unscaling (a LossScaler's step).
 
+        Keras 3's loop, with ``c`` the calls before this one and ``k`` the accumulation steps
+        (1 without accumulation): the call updates when ``(c + 1) % k == 0``; the EMA advances on
+        every call with momentum 0 while ``c // k == 0``; the parameters are overwritten by their
+        average when ``(c // k + 1) % ema_overwrite_frequency == 0``; a schedule sees ``c``.
         A call whose step completes an accumulation window runs the rule's kernel, which adds
         the accumulated sum to this gradient and zeroes the accumulator in the same pass; with
         clipping or a finite check the sum is formed first (one ``accumulate`` pass) so the norm
@@ -342,36 +358,39 @@ class Optimizer:
         """
         k = self.gradient_accumulation_steps
         steps = self._steps
+        calls = self._calls
+        window = calls // k if k else calls  # Keras's ``iterations``
         threads = _backends._state["threads"]
         needs_norm = check_finite or self.global_clipnorm is not None or self.clipnorm is not None
-        update = [not k or (steps[call.first] + 1) % k == 0 for call in plan.calls]
+        is_update = not k or (calls + 1) % k == 0
+        update = [is_update] * len(plan.calls)
         grad_of = [call.grad(grads) for call in plan.calls]
-        ema_of = [(self.ema_momentum if steps[call.first] > 0 else 0.0) for call in plan.calls]
+        m = self.ema_momentum if window > 0 else 0.0
         summed = [False] * len(plan.calls)
-        if k and needs_norm:
-            for j, call in enumerate(plan.calls):
-                if update[j]:  # acc += g * unscale: the window's sum, which the norm pass reads
-                    n = _backends.chunks_for(call.size)
-                    call.backend.kernel("accumulate", call.dtype, n > 1)(
-                        call.p, grad_of[j], call.acc, call.ema, unscale, 0.0, 1.0, False, n)
-                    grad_of[j], summed[j] = call.acc, True
+        if k and needs_norm and is_update:
+            for j, call in enumerate(plan.calls):  # acc += g * unscale: the window's sum, which the norm pass reads
+                n = _backends.chunks_for(call.size)
+                call.backend.kernel("accumulate", call.dtype, n > 1)(
+                    call.p, grad_of[j], call.acc, call.ema, unscale, 0.0, 1.0, False, n)
+                grad_of[j], summed[j] = call.acc, True
         coefs = self._clip_coefficients(plan, grads, check_finite, arrays=grad_of, only=update, unscale=unscale,
                                         summed=summed, mean_of=k)
         if coefs is False:  # a non-finite gradient: the window (or step) leaves no trace
-            for j, call in enumerate(plan.calls):
-                if k and update[j]:
+            if k:
+                for call in plan.calls:
                     call.acc.fill(0)
-                    self._advance(call, steps[call.first] - (k - 1))
+                self._calls -= k - 1
             self.skipped_steps += 1
             return False
-        scalars_of = self._all_scalars(plan, hypers)
+        scalars_of = self._all_scalars(plan, hypers, lr_step=calls if k else None) if is_update else None
         clip = self.clipvalue if self.clipvalue is not None else math.inf
+        freq = self.ema_overwrite_frequency
+        overwrite = self.use_ema and freq and (window + 1) % freq == 0
         for j, call in enumerate(plan.calls):
             hyper = hypers[call.group]
             step = steps[call.first] + 1
             n = threads if (threads > 1 and call.size >= _backends.PARALLEL_THRESHOLD) else 1
-            m = ema_of[j]
-            if not update[j]:
+            if not is_update:
                 call.backend.kernel("accumulate", call.dtype, n > 1)(
                     call.p, grad_of[j], call.acc, call.ema, unscale, m, 1.0 - m, self.use_ema, n)
             else:
@@ -390,20 +409,21 @@ class Optimizer:
                                        scale, clip, n)
                 if summed[j]:
                     call.acc.fill(0)
-            self._advance(call, step)
-            freq = self.ema_overwrite_frequency
-            if self.use_ema and freq and step % freq == 0:  # Keras: (iterations + 1) % frequency
+                self._advance(call, step)
+            if overwrite:  # Keras: (iterations + 1) % frequency, on every call of such a window
                 call.backend.kernel("stream", call.dtype, n > 1)(call.ema, call.p, call.ema, 0.0, 0, n)
+        self._calls = calls + 1
         return True
 
-    def _step_scalars(self, hyper, step, g):
-        """The kernel scalars of group ``g`` at ``step`` (1-based), its lr schedule evaluated."""
+    def _step_scalars(self, hyper, step, g, lr_step=None):
+        """The kernel scalars of group ``g`` at ``step`` (1-based), its lr schedule evaluated at
+        ``lr_step`` (default ``step - 1``)."""
         schedule = hyper["_schedule"]
         if schedule is None:
             return self._scalars(hyper, step) + hyper["_static"]
         # Keras's convention: the first update sees the schedule at step 0
-        lr = real(f"learning rate (param_groups[{g}] lr schedule at step {step - 1})", schedule(step - 1),
-                  low=0.0)
+        at = step - 1 if lr_step is None else lr_step
+        lr = real(f"learning rate (param_groups[{g}] lr schedule at step {at})", schedule(at), low=0.0)
         hyper = {**hyper, "lr": lr}
         return self._scalars(hyper, step) + self._static_scalars(hyper)
 
@@ -502,7 +522,8 @@ class Optimizer:
                 d["lr"] = serialize(d["lr"])
             d["params"] = [p.index for p in self._group_params[g]]
             groups.append(d)
-        meta = {"optimizer": type(self).__name__, "format": 1, "skipped_steps": self.skipped_steps}
+        meta = {"optimizer": type(self).__name__, "format": 1, "skipped_steps": self.skipped_steps,
+                "calls": self._calls}
         if not self.counts_steps:  # the internal counts (first-step rules, accumulation windows)
             meta["steps"] = list(self._steps)
         return {"state": state, "param_groups": groups, "fastopt": meta}
@@ -578,6 +599,14 @@ class Optimizer:
         skipped = meta.get("skipped_steps", 0) if isinstance(meta, dict) else 0
         if isinstance(skipped, bool) or not isinstance(skipped, (int, np.integer)) or skipped < 0:
             raise ValueError("state_dict 'fastopt' skipped_steps must be a count >= 0")
+        # the calls so far (micro-steps of gradient accumulation included); a state_dict without
+        # them (torch's) resumes at the start of a window after its steps
+        calls = meta.get("calls") if isinstance(meta, dict) else None
+        if calls is None:
+            done = max([s for _, _, s in loads] + [int(x) for x in (steps or ())], default=0)
+            calls = done * (self.gradient_accumulation_steps or 1)
+        if isinstance(calls, bool) or not isinstance(calls, (int, np.integer)) or calls < 0:
+            raise ValueError("state_dict 'fastopt' calls must be a count >= 0")
         # all checked: commit
         for g, hyper in enumerate(new_groups):
             group = self.param_groups[g]
@@ -605,6 +634,7 @@ class Optimizer:
         if steps is not None:
             self._steps[:] = [int(x) for x in steps]
         self.skipped_steps = int(skipped)
+        self._calls = int(calls)
         self._plan = None
 
     # ------------------------------------------------------------------ weight EMA
