@@ -1,8 +1,13 @@
 """The optimizer registry that drives the parametrized specification tests."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+
+# Keras's parity tests run Keras 3 on its torch backend (chosen at import: before any test imports it)
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import fastopt
 from tests import registry_keras_conventions, registry_keras_optax, registry_per_array, registry_torch_family

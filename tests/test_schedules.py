@@ -244,3 +244,38 @@ def test_reduce_on_plateau_state_survives_serialization():
 def test_new_schedules_round_trip(schedule):
     again = S.deserialize(S.serialize(schedule))
     assert again == schedule and [again(s) for s in range(50)] == [schedule(s) for s in range(50)]
+
+
+KERAS_SCHEDULES = [
+    ("ExponentialDecay", dict(initial_learning_rate=0.1, decay_steps=7, decay_rate=0.6)),
+    ("ExponentialDecay", dict(initial_learning_rate=0.1, decay_steps=7, decay_rate=0.6, staircase=True)),
+    ("PiecewiseConstantDecay", dict(boundaries=[10, 25, 60], values=[1.0, 0.5, 0.1, 0.01])),
+    ("PolynomialDecay", dict(initial_learning_rate=0.1, decay_steps=40, end_learning_rate=0.001, power=1.5)),
+    ("PolynomialDecay", dict(initial_learning_rate=0.1, decay_steps=40, end_learning_rate=0.001, power=0.5,
+                             cycle=True)),
+    ("InverseTimeDecay", dict(initial_learning_rate=0.1, decay_steps=9, decay_rate=0.3)),
+    ("InverseTimeDecay", dict(initial_learning_rate=0.1, decay_steps=9, decay_rate=0.3, staircase=True)),
+    ("CosineDecay", dict(initial_learning_rate=0.1, decay_steps=50, alpha=0.05)),
+    ("CosineDecay", dict(initial_learning_rate=0.01, decay_steps=50, alpha=0.1, warmup_target=0.2,
+                         warmup_steps=15)),
+    ("CosineDecayRestarts", dict(initial_learning_rate=0.1, first_decay_steps=13, t_mul=1.5, m_mul=0.7,
+                                 alpha=0.05)),
+    ("CosineDecayRestarts", dict(initial_learning_rate=0.1, first_decay_steps=10)),
+]
+
+
+@pytest.mark.parametrize("name, kw", KERAS_SCHEDULES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(KERAS_SCHEDULES)])
+def test_keras_schedules_match_keras(name, kw):
+    """Each Keras-named schedule against keras.optimizers.schedules itself (float64 floatx), 150 steps."""
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    keras.config.set_floatx("float64")
+    try:
+        theirs = getattr(keras.optimizers.schedules, name)(**kw)
+        ours = getattr(S, name)(**kw)
+        for step in range(150):
+            expected = float(keras.ops.convert_to_numpy(theirs(step)))
+            assert ours(step) == pytest.approx(expected, rel=1e-12, abs=1e-15), step
+    finally:
+        keras.config.set_floatx("float32")
