@@ -18,10 +18,13 @@ from fastopt.flat import flatten
 from fastopt.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
 # torch family
+from fastopt.optimizers import ASGD, Adadelta, Adamax, NAdam, Nadam, RAdam, Rprop
 
 # keras / optax family
+from fastopt.optimizers import AdaBelief, Adan, Ftrl, Lion, ScheduleFreeAdamW, ScheduleFreeSGD, Yogi
 
 # per-array family
+from fastopt.optimizers import LARS, Adafactor, Lamb
 from fastopt.scaler import LossScaler
 
 __version__ = "0.1.0"
@@ -33,5 +36,8 @@ __all__ = [
     "set_num_threads", "get_num_threads", "show_config", "save", "load", "LossScaler",
 ]
 # torch family
+__all__ += ["Adadelta", "Adamax", "NAdam", "Nadam", "RAdam", "Rprop", "ASGD"]
 # keras / optax family
+__all__ += ["Ftrl", "Lion", "Yogi", "AdaBelief", "Adan", "ScheduleFreeAdamW", "ScheduleFreeSGD"]
 # per-array family
+__all__ += ["Lamb", "LARS", "Adafactor"]

@@ -35,6 +35,10 @@ _KERNEL_DIR = os.path.join(os.path.dirname(__file__), "_kernels")
 #: kernel name -> module; an elementwise rule's kernel is named after its module
 _KERNEL_MODULE = {"norm_partials": "reduce", "scale_clamp_": "reduce", "stream": "stream",
                   "accumulate": "accumulate",
+                  # per-array family: multi-pass kernels, several per module
+                  "lamb_norms": "lamb", "lamb_update": "lamb", "lars_norms": "lars", "lars_update": "lars",
+                  **{k: "adafactor" for k in ("adafactor_vec_norms", "adafactor_vec_update", "adafactor_mat_stats",
+                                              "adafactor_mat_norm", "adafactor_mat_update")},
                   **{m: m for m in MODULES if _template.is_elementwise(m)}}
 
 

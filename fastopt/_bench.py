@@ -30,14 +30,35 @@ import numpy as np
 
 DEFAULT_SIZES = (1_000, 65_536, 1_048_576, 16_777_216)
 
-#: optimizer name -> hyperparameters used by every implementation (torch names and defaults)
+#: optimizer name -> hyperparameters used by every implementation (torch names; the source's defaults
+#: otherwise). Every fastopt optimizer is here; the default run times ``DEFAULT_OPTIMIZERS``.
 OPTIMIZERS = {
     "SGD": {"lr": 1e-3, "momentum": 0.9},
     "Adam": {"lr": 1e-3},
     "AdamW": {"lr": 1e-3, "weight_decay": 1e-2},
     "RMSprop": {"lr": 1e-2},
     "Adagrad": {"lr": 1e-2},
+    # the rest of torch.optim's elementwise rules
+    "Adadelta": {"lr": 1.0},
+    "Adamax": {"lr": 2e-3},
+    "NAdam": {"lr": 2e-3},
+    "RAdam": {"lr": 1e-3},
+    "Rprop": {"lr": 1e-2},
+    "ASGD": {"lr": 1e-2, "t0": 0.0},  # averaging on from the start: the rule's full traffic
+    # Keras and optax
+    "Ftrl": {"lr": 1e-3},
+    "Lion": {"lr": 1e-4},
+    "Yogi": {"lr": 1e-3},
+    "AdaBelief": {"lr": 1e-3},
+    "Adan": {"lr": 1e-3},
+    "ScheduleFreeAdamW": {"lr": 2.5e-3},
+    "ScheduleFreeSGD": {"lr": 1.0},
+    # per-array statistics (two passes)
+    "Lamb": {"lr": 1e-3},
+    "LARS": {"lr": 1e-3},
+    "Adafactor": {"lr": 1e-2},
 }
+DEFAULT_OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")
 
 IMPLS = ("fastopt", "numpy", "torch-fused", "torch-foreach", "torch-forloop", "deepspeed")
 #: --against names (torch = torch's fused implementation)
@@ -50,23 +71,21 @@ class Unsupported(Exception):
 
 
 def bytes_per_element(name, hyper, itemsize):
-    """Bytes one fused step reads and writes per element: p r/w, g read, each state r/w.
+    """Bytes one fused step reads and writes per element: p read + write, g read, each state array
+    the configuration uses read + write, plus what a multi-pass rule reads again
+    (``Optimizer.extra_words_per_element``: LAMB's and LARS's statistics passes).
 
     Adam fp32: p 8 + g 4 + exp_avg 8 + exp_avg_sq 8 = 28 B (+8 with amsgrad); SGD with momentum 20
-    (12 without); RMSprop 20 (+8 centered, +8 momentum); Adagrad 20.
+    (12 without); RMSprop 20 (+8 centered, +8 momentum); Adagrad 20. Factored states (Adafactor's
+    row and column statistics of a matrix) are not per element; the bench's flat buffer is a vector.
     """
-    words = 3  # p read + write, g read
-    if name == "SGD":
-        words += 2 if hyper.get("momentum", 0) else 0
-    elif name in ("Adam", "AdamW"):
-        words += 4 + (2 if hyper.get("amsgrad") else 0)
-    elif name == "RMSprop":
-        words += 2 + (2 if hyper.get("centered") else 0) + (2 if hyper.get("momentum", 0) else 0)
-    elif name == "Adagrad":
-        words += 2
-    else:
+    import fastopt
+    if name not in OPTIMIZERS and not hasattr(fastopt, name):
         raise ValueError(f"unknown optimizer {name!r}")
-    return words * itemsize
+    dtype = np.float32 if itemsize == 4 else np.float64
+    opt = getattr(fastopt, name)(np.zeros(2, dtype), **hyper)
+    states = opt._required_states(opt.param_groups[0])
+    return (3 + 2 * len(states) + opt.extra_words_per_element) * itemsize
 
 
 _BLOCK = 65536
@@ -336,7 +355,7 @@ def _header(threads, dtype, backends, impls):
 DEFAULT_IMPLS = ("fastopt", "numpy", "torch-fused", "torch-forloop")
 
 
-def run(sizes=DEFAULT_SIZES, optimizers=tuple(OPTIMIZERS), dtype="float32", threads=None,
+def run(sizes=DEFAULT_SIZES, optimizers=DEFAULT_OPTIMIZERS, dtype="float32", threads=None,
         backends=None, impls=DEFAULT_IMPLS, repeat_time=0.15, out=sys.stdout):
     """Run the benchmark, print the table to ``out`` (None: silent) and return the result dicts.
 
@@ -368,7 +387,8 @@ def run(sizes=DEFAULT_SIZES, optimizers=tuple(OPTIMIZERS), dtype="float32", thre
     say("memory ceiling (GB/s; STREAM-like copy / triad / update at the same threads): " + ", ".join(
         f"{n}: {c['copy']:.0f}/{c['triad']:.0f}/{c['update']:.0f}" for n, c in ceilings.items()))
     say()
-    head = (f"{'optimizer':<9} {'size':>10} {'impl':<16} {'us/step':>10} {'+-IQR':>6} {'GB/s':>7} "
+    w = max([9] + [len(name) for name in optimizers])
+    head = (f"{'optimizer':<{w}} {'size':>10} {'impl':<16} {'us/step':>10} {'+-IQR':>6} {'GB/s':>7} "
             f"{'%ceil':>6} {'faults':>6} {'speedup':>8}")
     say(head)
     say("-" * len(head))
@@ -419,17 +439,17 @@ def run(sizes=DEFAULT_SIZES, optimizers=tuple(OPTIMIZERS), dtype="float32", thre
             case_rows.sort(key=lambda r: r["impl"] != "ceiling(update)")
             for r in case_rows:
                 if r["impl"] == "ceiling(update)":
-                    say(f"{name:<9} {n:>10} {r['impl']:<16} {'':>10} {'':>6} {r['gbps']:>7.1f} {'100%':>6}")
+                    say(f"{name:<{w}} {n:>10} {r['impl']:<16} {'':>10} {'':>6} {r['gbps']:>7.1f} {'100%':>6}")
                     continue
                 if "skipped" in r:
-                    say(f"{name:<9} {n:>10} {r['impl']:<16} {'-':>10}  {r['skipped'].splitlines()[0][:60]}")
+                    say(f"{name:<{w}} {n:>10} {r['impl']:<16} {'-':>10}  {r['skipped'].splitlines()[0][:60]}")
                     continue
                 if ref is not None:
                     r["fastopt_speedup"] = r["time_us"] / ref["time_us"]
                 sp = f"{r['fastopt_speedup']:.2f}x" if ref is not None else ""
                 flt = "-" if r["faults_per_step"] is None else f"{r['faults_per_step']:.0f}"
                 flag = "" if r["agrees"] else "  RESULTS DIFFER from the first implementation"
-                say(f"{name:<9} {n:>10} {r['impl']:<16} {r['time_us']:>10.1f} {r['iqr_pct']:>5.0f}% "
+                say(f"{name:<{w}} {n:>10} {r['impl']:<16} {r['time_us']:>10.1f} {r['iqr_pct']:>5.0f}% "
                     f"{r['gbps']:>7.1f} {r['pct_ceiling']:>5.0f}% {flt:>6} {sp:>8}{flag}")
             rows.extend(case_rows)
     say("-" * len(head))
@@ -509,8 +529,10 @@ def add_arguments(parser):
     """Add the ``bench`` options to an argparse parser."""
     parser.add_argument("--sizes", type=_csv("size"), default=list(DEFAULT_SIZES),
                         help="comma-separated element counts (default: 1000,65536,1048576,16777216)")
-    parser.add_argument("--optimizers", type=_csv("optimizer", tuple(OPTIMIZERS)), default=list(OPTIMIZERS),
-                        help=f"comma-separated subset of {','.join(OPTIMIZERS)} (default: all)")
+    parser.add_argument("--optimizers", type=_csv("optimizer", tuple(OPTIMIZERS) + ("all",)),
+                        default=list(DEFAULT_OPTIMIZERS),
+                        help=f"comma-separated subset of {','.join(OPTIMIZERS)}, or 'all' "
+                             f"(default: {','.join(DEFAULT_OPTIMIZERS)})")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for fastopt and torch (default: fastopt.get_num_threads())")
@@ -540,7 +562,8 @@ def main_from_args(args):
         impls = ["fastopt"] + list(dict.fromkeys(AGAINST[a] for a in args.against))
     try:
         t0 = time.perf_counter()
-        rows = run(sizes=args.sizes, optimizers=args.optimizers, dtype=args.dtype, threads=args.threads,
+        names = list(OPTIMIZERS) if "all" in args.optimizers else args.optimizers
+        rows = run(sizes=args.sizes, optimizers=names, dtype=args.dtype, threads=args.threads,
                    backends=args.backend, impls=impls, repeat_time=args.repeat_time)
         wall = time.perf_counter() - t0
     except fastopt.BackendUnavailable as exc:

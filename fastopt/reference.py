@@ -619,6 +619,10 @@ def _merge_sources():
     for table, theirs in ((STEPS, other.STEPS), (STATE_NAMES, other.STATE_NAMES),
                           (SCALAR_STATE_NAMES, other.SCALAR_STATE_NAMES)):
         table.update({variants.get(k, k): v for k, v in theirs.items()})
+    # Keras's conventions of the rules above, keyed "SGD:keras" ... (no scalar state)
+    from fastopt import reference_keras_conventions as conventions
+    STEPS.update(conventions.STEPS)
+    STATE_NAMES.update(conventions.STATE_NAMES)
 
 
 _merge_sources()

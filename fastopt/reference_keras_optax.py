@@ -86,6 +86,17 @@ def _rms(x):
         return float(np.sqrt(np.dot(x, x) / x.size)) if x.size else math.nan
 
 
+def _libm_pow(x, e):
+    """``x ** e`` elementwise as C's ``pow``/``powf`` computes it (NumPy scalars' ``**`` calls them), and as
+    NumPy evaluates ``x ** 0.5`` (``sqrt``). NumPy's array power dispatches to CPU-specific SIMD code (on
+    AVX-512 machines an approximation that differs from libm's in the last ulp), so without this the oracle's
+    last bits would depend on the CPU; FTRL's quotient amplifies such ulps wherever ``linear`` cancels."""
+    if e == 0.5:
+        return x ** 0.5
+    e = x.dtype.type(e)
+    return np.array([v ** e for v in x.ravel()], dtype=x.dtype).reshape(x.shape)
+
+
 def _keras_weight_decay(p, lr, weight_decay):
     """Keras's generic decoupled weight decay, applied before the update: ``p = p - p * wd * lr``."""
     if weight_decay:  # None or 0: off (Keras skips None; 0 is a no-op)
@@ -108,8 +119,9 @@ def ftrl_step(p, g, state, *, lr=1e-3, learning_rate_power=-0.5, initial_accumul
     Symbols: n = ``accumulator`` (starts at ``initial_accumulator_value``), linear = ``linear`` (starts at 0);
     ``l1``, ``l2``, ``l2_shrinkage`` are Keras's ``l1_regularization_strength``, ``l2_regularization_strength``,
     ``l2_shrinkage_regularization_strength``. With the default c = -0.5 the powers are square roots (NumPy's
-    ``x ** 0.5`` and torch's ``pow(x, 0.5)`` both evaluate ``sqrt``). The new ``p`` does not depend on the old
-    one except through ``linear``: FTRL overwrites the parameter each step.
+    ``x ** 0.5`` and torch's ``pow(x, 0.5)`` both evaluate ``sqrt``); other powers are libm's ``pow`` of each
+    element (``_libm_pow``: NumPy's vectorized power is CPU-dependent in the last ulp). The new ``p`` does not
+    depend on the old one except through ``linear``: FTRL overwrites the parameter each step.
 
     State: ``step``, ``accumulator``, ``linear`` (Keras's variable names).
     Keras (torch backend, floatx float32) uses float32(learning_rate_power) and float32(l1) even for float64
@@ -127,8 +139,9 @@ def ftrl_step(p, g, state, *, lr=1e-3, learning_rate_power=-0.5, initial_accumul
     l2_reg = l2 + beta / (2.0 * lr)
     grad_to_use = grad + (2 * l2_shrinkage) * p if l2_shrinkage != 0 else grad
     new_accum = accum + grad * grad
-    linear += grad_to_use - (new_accum ** -lr_power - accum ** -lr_power) / lr * p
-    quadratic = new_accum ** -lr_power / lr + 2 * l2_reg
+    pow_new, pow_old = _libm_pow(new_accum, -lr_power), _libm_pow(accum, -lr_power)
+    linear += grad_to_use - (pow_new - pow_old) / lr * p
+    quadratic = pow_new / lr + 2 * l2_reg
     p[...] = (np.clip(linear, -l1, l1) - linear) / quadratic
     accum[...] = new_accum
 
@@ -225,9 +238,13 @@ def keras_nadam_step(p, g, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-7, weig
     p -= (m_hat * lr) / (np.sqrt(v_hat) + eps)
 
 
-def keras_adafactor_step(p, g, state, *, lr=1e-3, beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=1e-3,
-                         clip_threshold=1.0, relative_step=True, weight_decay=0.0, maximize=False):
+def keras_adafactor_step(p, g, state, *, lr=1e-3, beta2_decay=-0.8, eps=(1e-30, 1e-3), d=1.0, relative_step=True,
+                         weight_decay=0.0, maximize=False):
     """One Adafactor step as Keras computes it (keras.optimizers.Adafactor), in place.
+
+    Hyperparameters take torch.optim.Adafactor's names for the concepts the two share: ``beta2_decay`` is
+    Keras's ``beta_2_decay``, ``eps = (epsilon_1, epsilon_2)`` (``epsilon_1`` None: the dtype's machine epsilon,
+    as torch), ``d`` is ``clip_threshold``; ``relative_step`` keeps Keras's name. The defaults are Keras's.
 
     t = t + 1;  p = p - p * weight_decay * lr        (Keras's generic decay, first, with the raw lr)
     rho = min(lr, 1 / sqrt(t));  alpha = max(epsilon_2, RMS(p)) * rho        (RMS of the decayed p)
@@ -255,8 +272,8 @@ def keras_adafactor_step(p, g, state, *, lr=1e-3, beta_2_decay=-0.8, epsilon_1=1
     Sublinear Memory Cost").
     """
     del relative_step  # no effect in Keras 3 (see above)
-    lr, epsilon_1, epsilon_2 = float(lr), float(epsilon_1), float(epsilon_2)
-    clip_threshold, beta_2_decay = float(clip_threshold), float(beta_2_decay)
+    lr, epsilon_2, clip_threshold, beta_2_decay = float(lr), float(eps[1]), float(d), float(beta2_decay)
+    epsilon_1 = float(np.finfo(p.dtype).eps) if eps[0] is None else float(eps[0])
     t = _next_step(state)
     grad = -g if maximize else g
     _keras_weight_decay(p, lr, weight_decay)

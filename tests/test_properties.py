@@ -32,6 +32,42 @@ def unit(lo, hi):
 
 #: hyperparameter ranges of the later families' rules, by class name (key -> strategy)
 EXTRA_RANGES = {}
+# torch family (Keras's Nadam has neither momentum_decay nor decoupled_weight_decay)
+_BETAS = st.tuples(unit(0.0, 0.999), unit(0.0, 0.9999))
+EXTRA_RANGES.update({"NAdam:keras": dict(betas=_BETAS)})
+EXTRA_RANGES.update(
+    Adadelta=dict(rho=unit(0.0, 1.0)), Adamax=dict(betas=_BETAS),
+    NAdam=dict(betas=_BETAS, momentum_decay=unit(0.0, 0.1), decoupled_weight_decay=st.booleans()),
+    RAdam=dict(betas=_BETAS, decoupled_weight_decay=st.booleans()),
+    Rprop=dict(etas=st.tuples(unit(0.05, 0.95), unit(1.05, 3.0)),
+               step_sizes=st.tuples(unit(0.0, 1e-3), unit(1e-3, 10.0))),
+    ASGD=dict(lambd=unit(0.0, 0.1), alpha=unit(0.0, 1.5), t0=unit(0.0, 10.0)))
+# keras conventions: convention="keras" of the foundation's rules takes Keras's options only (no dampening, lr_decay)
+EXTRA_RANGES.update({
+    "SGD:keras": dict(momentum=unit(0.0, 1.0), nesterov=st.booleans()),
+    "Adam:keras": dict(betas=st.tuples(unit(0.0, 0.999), unit(0.0, 0.9999)), amsgrad=st.booleans()),
+    "AdamW:keras": dict(betas=st.tuples(unit(0.0, 0.999), unit(0.0, 0.9999)), amsgrad=st.booleans()),
+    "RMSprop:keras": dict(alpha=unit(0.0, 0.999), momentum=unit(0.0, 0.95), centered=st.booleans()),
+    "Adagrad:keras": dict(initial_accumulator_value=unit(0.0, 1.0))})
+# keras / optax family (Ftrl divides by lr: lr > 0)
+_B2 = st.tuples(unit(0.0, 0.999), unit(0.0, 0.9999))
+_EPS_ROOT = st.one_of(st.just(0.0), unit(1e-12, 1e-3))
+_WARMUP = dict(warmup_steps=st.integers(0, 10), weight_lr_power=unit(0.0, 4.0))
+EXTRA_RANGES.update(
+    Ftrl=dict(lr=unit(1e-4, 0.3), learning_rate_power=unit(-1.0, 0.0), initial_accumulator_value=unit(0.0, 1.0),
+              l1=unit(0.0, 0.1), l2=unit(0.0, 0.1), l2_shrinkage=unit(0.0, 0.1), beta=unit(0.0, 1.0)),
+    Lion=dict(betas=st.tuples(unit(1e-3, 1.0), unit(0.0, 1.0))),
+    Yogi=dict(betas=_B2, eps_root=_EPS_ROOT, initial_accumulator_value=unit(0.0, 1.0)),
+    AdaBelief=dict(betas=_B2, eps_root=_EPS_ROOT, nesterov=st.booleans()),
+    Adan=dict(betas=st.tuples(unit(0.0, 0.999), unit(0.0, 0.999), unit(0.0, 0.9999)), eps_root=_EPS_ROOT),
+    ScheduleFreeAdamW=dict(betas=_B2, **_WARMUP), ScheduleFreeSGD=dict(b1=unit(0.0, 0.999), **_WARMUP))
+# per-array family (Adafactor's eps is a pair; torch requires d >= 1, Keras's clip_threshold > 0)
+_ADAFACTOR = dict(beta2_decay=unit(-1.0, 0.0), eps=st.tuples(st.one_of(st.none(), unit(1e-30, 1e-3)), unit(0.0, 0.1)))
+EXTRA_RANGES.update({
+    "Lamb": dict(betas=st.tuples(unit(0.0, 0.999), unit(0.0, 0.9999))),
+    "LARS": dict(trust_coefficient=unit(0.0, 0.1), momentum=unit(0.0, 0.99), nesterov=st.booleans()),
+    "Adafactor": dict(_ADAFACTOR, d=unit(1.0, 4.0)),
+    "Adafactor:keras": dict(_ADAFACTOR, d=unit(0.1, 4.0), relative_step=st.booleans())})
 
 
 @st.composite
@@ -44,23 +80,25 @@ def configs(draw):
     # float32's smallest subnormal applied to a non-finite parameter (0 * inf)
     ranges = dict(lr=unit(0.0, 0.3), weight_decay=st.one_of(st.just(0.0), unit(1e-6, 0.2)), maximize=st.booleans(),
                   eps=st.one_of(st.just(0.0), unit(1e-12, 1e-3)))
-    if name == "SGD":
+    # a source's convention of a foundation rule ("SGD:keras") draws the ranges of its own key
+    rule = name if hyper.get("convention", "torch") == "torch" else f"{name}:{hyper['convention']}"
+    if rule == "SGD":
         ranges.update(momentum=unit(0.0, 0.99), dampening=unit(0.0, 1.0), nesterov=st.booleans())
         ranges.pop("eps")
-    elif name in ("Adam", "AdamW"):
+    elif rule in ("Adam", "AdamW"):
         ranges.update(betas=st.tuples(unit(0.0, 0.999), unit(0.0, 0.9999)), amsgrad=st.booleans())
-    elif name == "RMSprop":
+    elif rule == "RMSprop":
         ranges.update(alpha=unit(0.0, 0.999), momentum=unit(0.0, 0.95), centered=st.booleans())
-    elif name == "Adagrad":
+    elif rule == "Adagrad":
         ranges.update(lr_decay=unit(0.0, 0.5), initial_accumulator_value=unit(0.0, 1.0))
-    else:  # a later family: only the hyperparameters every rule shares, where its class has them
+    else:  # a later family or convention: only the hyperparameters every rule shares, where its class has them
         accepted = inspect.signature(getattr(fastopt, name)).parameters
         ranges = {k: v for k, v in ranges.items() if k in accepted}
-        ranges.update(EXTRA_RANGES.get(name, {}))
+        ranges.update(EXTRA_RANGES.get(rule, EXTRA_RANGES.get(name, {})))
     for key, strategy in ranges.items():
         if draw(st.booleans()):
             hyper[key] = draw(strategy)
-    if hyper.get("nesterov"):  # torch: Nesterov needs a momentum and zero dampening
+    if hyper.get("nesterov") and rule == "SGD":  # torch: Nesterov needs a momentum and zero dampening
         hyper["dampening"] = 0.0
         hyper["momentum"] = max(hyper.get("momentum", 0.0), 0.1)
     return name, hyper

@@ -105,13 +105,14 @@ KERAS_CONFIGS = [
     ("KerasNadam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05)),
     ("KerasNadam", dict(lr=0.005, betas=(0.95, 0.9), maximize=True)),
     ("KerasAdafactor", {}),
-    ("KerasAdafactor", dict(lr=0.05, beta_2_decay=-0.5, epsilon_2=1e-2, clip_threshold=0.5, weight_decay=0.1)),
+    ("KerasAdafactor", dict(lr=0.05, beta2_decay=-0.5, eps=(1e-30, 1e-2), d=0.5, weight_decay=0.1)),
     # lr > 1: the 1/sqrt(t) clamp binds whatever relative_step says
-    ("KerasAdafactor", dict(lr=2.0, relative_step=False, epsilon_1=1e-20, maximize=True)),
+    ("KerasAdafactor", dict(lr=2.0, relative_step=False, eps=(1e-20, 1e-3), maximize=True)),
 ]
 KERAS_CLASS = {"Ftrl": "Ftrl", "Lion": "Lion", "Lamb": "Lamb", "KerasNadam": "Nadam", "KerasAdafactor": "Adafactor"}
 KERAS_NAMES = {"lr": "learning_rate", "eps": "epsilon", "l1": "l1_regularization_strength",
-               "l2": "l2_regularization_strength", "l2_shrinkage": "l2_shrinkage_regularization_strength"}
+               "l2": "l2_regularization_strength", "l2_shrinkage": "l2_shrinkage_regularization_strength",
+               "beta2_decay": "beta_2_decay", "d": "clip_threshold"}  # the last two: Adafactor's (torch's names)
 #: reference state name -> the Keras optimizer's list of variables (one per model variable)
 KERAS_STATE = {"Ftrl": {"accumulator": "_accumulators", "linear": "_linears"},
                "Lion": {"exp_avg": "_momentums"},
@@ -129,6 +130,8 @@ def keras_kwargs(hyper):
             kw["beta_1"], kw["beta_2"] = v
         elif k == "weight_decay":
             kw[k] = v or None
+        elif k == "eps" and isinstance(v, tuple):  # Adafactor's (epsilon_1, epsilon_2), torch's name
+            kw["epsilon_1"], kw["epsilon_2"] = v
         else:
             kw[KERAS_NAMES.get(k, k)] = v
     return kw

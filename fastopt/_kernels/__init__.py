@@ -20,7 +20,7 @@ Conventions every kernel follows:
 
 #: kernel modules, in build order; setup.py compiles each into fastopt._cy.<name>
 FOUNDATION = ("sgd", "adam", "rmsprop", "adagrad", "reduce", "stream", "accumulate")
-TORCH_FAMILY = ()
-KERAS_OPTAX = ()
-PER_ARRAY = ()
+TORCH_FAMILY = ("adadelta", "adamax", "nadam", "radam", "rprop", "asgd")
+KERAS_OPTAX = ("ftrl", "lion", "moments", "adan", "schedule_free")
+PER_ARRAY = ("lamb", "lars", "adafactor")
 MODULES = FOUNDATION + TORCH_FAMILY + KERAS_OPTAX + PER_ARRAY

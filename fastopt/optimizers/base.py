@@ -121,6 +121,9 @@ class Optimizer:
     per_array = False
     #: whether ``_run_call`` replaces the single kernel call of each call (multi-pass rules)
     custom_call = False
+    #: words per element a multi-pass rule moves beyond one read-modify-write pass over p and its
+    #: states and one read of g (LAMB re-reads p, m, v and writes p: 4); the bench counts them
+    extra_words_per_element = 0
 
     def __init__(self, params, defaults, *, backend=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
@@ -205,15 +208,23 @@ class Optimizer:
                 # the training-loop states start at zero (EMA: at the params, below), whatever the
                 # rule's own states start at (Adagrad's initial_accumulator_value)
                 fill = 0.0 if name in _LOOP_STATES else self._state_init(name, self.param_groups[g])
-                buf = alloc_staggered(sum(p.flat.size for p in members), dtype, fill=fill)
+                sizes = [math.prod(shape) if (shape := self._state_shape(name, p, self.param_groups[g])) is not None
+                         else 0 for p in members]
+                buf = alloc_staggered(sum(sizes), dtype, fill=fill)
                 self._buffers.append(buf)
                 offset = 0
-                for p in members:
-                    p.states[name] = buf[offset:offset + p.flat.size]
+                for p, size in zip(members, sizes):
+                    p.states[name] = buf[offset:offset + size]
                     if name == "ema":
                         p.states[name][...] = p.flat  # the average starts at the parameters
-                    offset += p.flat.size
+                    offset += size
         self._spans = None
+
+    def _state_shape(self, name, p, group):
+        """The shape of parameter ``p``'s state ``name`` under ``group``'s hyperparameters: the
+        parameter's own, another (Adafactor's factored moments), or None where ``p`` has no such
+        state (it is then allocated empty and left out of ``state`` and ``state_dict``)."""
+        return p.array.shape
 
     def _extra_states(self):
         """The per-parameter arrays of the training-loop options, after the rule's states."""
@@ -512,7 +523,9 @@ class Optimizer:
             if self.scalar_state_names:
                 entry.update(self._scalar_state(self._refresh_hyper()[p.group], step))
             for name in names:
-                entry[name] = p.states[name].reshape(p.array.shape).copy()
+                shape = self._state_shape(name, p, self.param_groups[p.group])
+                if shape is not None:
+                    entry[name] = p.states[name].reshape(shape).copy()
             if entry:  # torch keeps no entry for a param without state (SGD without momentum)
                 state[p.index] = entry
         groups = []
@@ -574,16 +587,19 @@ class Optimizer:
             if not isinstance(entry, dict) or set(entry) - allowed:
                 raise ValueError(f"state_dict state {sid!r} has keys {sorted(entry)}; "
                                  f"{type(self).__name__} uses {sorted(allowed)}")
-            required = set(self._required_states(new_groups[p.group]))
+            required = {n for n in self._required_states(new_groups[p.group])
+                        if self._state_shape(n, p, new_groups[p.group]) is not None}
             missing = required - set(entry)
             if missing:
                 raise ValueError(f"state_dict state {sid!r} lacks {sorted(missing)}")
             arrays = {}
             for name in sorted(required | (set(extras) & set(entry))):
                 value = np.asarray(entry[name])
-                if value.shape != p.array.shape and value.size != p.array.size:
+                shape = self._state_shape(name, p, new_groups[p.group])
+                if value.shape != shape and value.size != math.prod(shape):
                     raise ValueError(f"state_dict state {sid!r} '{name}' has shape {value.shape}, "
-                                     f"the parameter has shape {p.array.shape}")
+                                     f"the parameter has shape {p.array.shape}"
+                                     + ("" if shape == p.array.shape else f" (the state's: {shape})"))
                 if value.dtype.kind not in "fiu":
                     raise TypeError(f"state_dict state {sid!r} '{name}' has dtype {value.dtype}")
                 arrays[name] = value
@@ -673,7 +689,9 @@ class Optimizer:
             entry = {"step": self._steps[p.index]} if self.counts_steps else {}
             if self.scalar_state_names:
                 entry.update(self._scalar_state(self._refresh_hyper()[p.group], self._steps[p.index]))
-            entry.update({k: v.reshape(p.array.shape) for k, v in p.states.items()})
+            group = self.param_groups[p.group]
+            entry.update({k: v.reshape(shape) for k, v in p.states.items()
+                          if (shape := self._state_shape(k, p, group)) is not None})
             out.append(entry)
         return out
 
