@@ -11,6 +11,7 @@ import pytest
 import fastopt
 from fastopt import reference
 from fastopt.optimizers.nadam import _RunningProduct
+from tests import test_reference_keras_optax as kt
 from tests.conftest import make_params, mixed_grads, require_backend
 from tests.test_bad_input import assert_unchanged, snapshot
 
@@ -155,3 +156,21 @@ def test_asgd_averaged_params_are_live_views_of_ax():
             else:
                 assert not np.array_equal(v, p)
         assert opt.state[0]["mu"] == 1 / max(1, t - 4)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("config", [c for c in kt.KERAS_CONFIGS if c[0] == "KerasNadam"], ids=lambda c: str(c[1]))
+def test_nadam_matches_keras_nadam(config, dtype):
+    """fastopt.Nadam (NAdam with convention="keras") against keras.optimizers.Nadam itself."""
+    keras = pytest.importorskip("keras")
+    _, hyper = config
+    params, grads_seq = kt._data(100 + kt.KERAS_CONFIGS.index(config), kt._shapes("KerasNadam"))
+    expected, kopt = kt.keras_run(keras, "KerasNadam", hyper, params, grads_seq, dtype)
+    mine = [p.astype(dtype) for p in params]
+    opt = fastopt.Nadam(mine, backend="numba", **hyper)
+    for grads in grads_seq:
+        opt.step([g.astype(dtype) for g in grads])
+    for i, (a, e) in enumerate(zip(mine, expected)):
+        kt.assert_close(a, e, dtype, err_msg=f"param {i}")
+    for i, (state, var) in enumerate(zip(opt.state, kopt._momentums)):
+        kt.assert_close(state["exp_avg"], keras.ops.convert_to_numpy(var), dtype, err_msg=f"exp_avg {i}")
