@@ -189,6 +189,8 @@ def competitor_step(impl, name, params, hyper, global_clipnorm=None):
             raise Unsupported("DeepSpeedCPUAdam is Adam/AdamW only")
         opt = DeepSpeedCPUAdam(params, adamw_mode=name == "AdamW", **hyper)
     else:
+        if not hasattr(torch.optim, name):
+            raise Unsupported(f"torch.optim has no {name}")
         try:
             opt = getattr(torch.optim, name)(params, **hyper, **TORCH_VARIANTS[impl])
         except (TypeError, ValueError, RuntimeError) as exc:

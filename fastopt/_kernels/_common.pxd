@@ -23,3 +23,7 @@ cdef inline floating lerp(floating a, floating b, floating w) noexcept nogil:
     if w < 0.5:
         return a + w * (b - a)
     return b - (b - a) * (<floating>1 - w)  # <floating>: Cython would write the literal as a double
+
+
+cdef inline double sq(double x) noexcept nogil:
+    return x * x

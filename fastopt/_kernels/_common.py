@@ -4,6 +4,8 @@ Under Cython the kernels cimport the typed equivalents from ``_common.pxd`` inst
 under Numba the backend loader rebinds ``prange`` and ``uidx`` in its copy of each
 kernel module.
 """
+from __future__ import annotations
+
 from numpy import abs as fabs  # noqa: F401  (dtype-preserving: float32 stays float32)
 from numpy import exp, log, sqrt  # noqa: F401
 from numpy import power as pow  # noqa: F401, A004
@@ -39,3 +41,9 @@ def lerp(a, b, w):
     if w < 0.5:
         return a + w * (b - a)
     return b - (b - a) * (w / w - w)  # w / w: an exact 1 of w's dtype (a literal 1.0 is float64)
+
+
+def sq(x: cython.double) -> cython.double:  # noqa: F821  (an annotation only: the C type, read by the backends)
+    """``x * x`` in double: the argument converts to double first (per-array sums of squares
+    accumulate in double; ``float(x)`` does not convert under Numba, a typed argument does)."""
+    return x * x

@@ -48,20 +48,11 @@ from __future__ import annotations
 import cython
 
 if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import chunk_size, lerp, scaled_grad, uidx
+    from cython.cimports.fastopt._kernels._common import chunk_size, lerp, scaled_grad, sq, uidx
     from cython.cimports.libc.math import sqrt
     from cython.parallel import prange
 else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
-    from fastopt._kernels._common import chunk_size, lerp, prange, scaled_grad, sqrt, uidx
-
-
-@cython.cfunc
-@cython.inline
-@cython.nogil
-@cython.exceptval(check=False)
-def _sq(x: cython.double) -> cython.double:
-    """``x * x`` in double: the argument converts first (``float(x)`` does not under Numba)."""
-    return x * x
+    from fastopt._kernels._common import chunk_size, lerp, prange, scaled_grad, sq, sqrt, uidx
 
 
 @cython.cfunc
@@ -179,16 +170,16 @@ def adafactor_vec_norms(p: cython.const[cython.floating][::1], g: cython.const[c
                     gi = scaled_grad(gi, grad_scale, clip)
                     vi = _average(v[i], gi * gi + add_eps, w, b2, c2, keras)
                     v[i] = vi
-                    work[a + j] += _sq(_decayed(p[i], decay, wd, lr, kdecay))
-                    work[b + j] += _sq(_direction(gi, vi, e2, one, keras))
+                    work[a + j] += sq(_decayed(p[i], decay, wd, lr, kdecay))
+                    work[b + j] += sq(_direction(gi, vi, e2, one, keras))
             else:  # the plain loop on its own (as _template's): the compilers tune it without the option
                 for j in range(uidx(0), uidx(min(width, hi - lo - k * width))):
                     i = base + j
                     gi = scaled_grad(g[i], grad_scale, clip)
                     vi = _average(v[i], gi * gi + add_eps, w, b2, c2, keras)
                     v[i] = vi
-                    work[a + j] += _sq(_decayed(p[i], decay, wd, lr, kdecay))
-                    work[b + j] += _sq(_direction(gi, vi, e2, one, keras))
+                    work[a + j] += sq(_decayed(p[i], decay, wd, lr, kdecay))
+                    work[b + j] += sq(_direction(gi, vi, e2, one, keras))
         s0 = 0.0
         s1 = 0.0
         for j in range(uidx(0), uidx(width)):
@@ -302,7 +293,7 @@ def adafactor_mat_stats(p: cython.const[cython.floating][::1], g: cython.const[c
                         x = gi * gi + add_eps
                         work[a + j] += x
                         work[cb + j] += x
-                        work[b + j] += _sq(_decayed(p[i], decay, wd, lr, kdecay))
+                        work[b + j] += sq(_decayed(p[i], decay, wd, lr, kdecay))
                 else:  # the plain loop on its own (as _template's)
                     for j in range(uidx(0), uidx(min(width, ncols - k * width))):
                         i = base + j
@@ -310,7 +301,7 @@ def adafactor_mat_stats(p: cython.const[cython.floating][::1], g: cython.const[c
                         x = gi * gi + add_eps
                         work[a + j] += x
                         work[cb + j] += x
-                        work[b + j] += _sq(_decayed(p[i], decay, wd, lr, kdecay))
+                        work[b + j] += sq(_decayed(p[i], decay, wd, lr, kdecay))
             s0 = 0.0
             for j in range(uidx(0), uidx(wr)):
                 s0 = s0 + work[a + j]
@@ -391,7 +382,7 @@ def adafactor_mat_norm(g: cython.const[cython.floating][::1], row: cython.const[
                     i = base + j
                     gi = scaled_grad(g[i], grad_scale, clip)
                     ui = _direction(gi, _estimate(rv, col[cb + j], rf), e2, one, keras)
-                    work[a + j] += _sq(ui)
+                    work[a + j] += sq(ui)
         s0 = 0.0
         for j in range(uidx(0), uidx(width)):
             s0 = s0 + work[a + j]

@@ -23,20 +23,11 @@ from __future__ import annotations
 import cython
 
 if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import chunk_size, scaled_grad, uidx
+    from cython.cimports.fastopt._kernels._common import chunk_size, scaled_grad, sq, uidx
     from cython.cimports.libc.math import sqrt
     from cython.parallel import prange
 else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
-    from fastopt._kernels._common import chunk_size, prange, scaled_grad, sqrt, uidx
-
-
-@cython.cfunc
-@cython.inline
-@cython.nogil
-@cython.exceptval(check=False)
-def _sq(x: cython.double) -> cython.double:
-    """``x * x`` in double: the argument converts first (``float(x)`` does not under Numba)."""
-    return x * x
+    from fastopt._kernels._common import chunk_size, prange, scaled_grad, sq, sqrt, uidx
 
 
 @cython.cfunc
@@ -104,8 +95,8 @@ def lamb_norms(p: cython.const[cython.floating][::1], g: cython.const[cython.flo
                     vi = v[i] + (gi * gi - v[i]) * c2
                     m[i] = mi
                     v[i] = vi
-                    work[a + j] += _sq(_direction(mi, vi, bc1, bc2, eps))
-                    work[b + j] += _sq(_decayed(p[i], wd, lr, decay))
+                    work[a + j] += sq(_direction(mi, vi, bc1, bc2, eps))
+                    work[b + j] += sq(_decayed(p[i], wd, lr, decay))
             else:  # the plain loop on its own (as _template's): the compilers tune it without the option
                 for j in range(uidx(0), uidx(min(width, hi - lo - k * width))):
                     i = base + j
@@ -114,8 +105,8 @@ def lamb_norms(p: cython.const[cython.floating][::1], g: cython.const[cython.flo
                     vi = v[i] + (gi * gi - v[i]) * c2
                     m[i] = mi
                     v[i] = vi
-                    work[a + j] += _sq(_direction(mi, vi, bc1, bc2, eps))
-                    work[b + j] += _sq(_decayed(p[i], wd, lr, decay))
+                    work[a + j] += sq(_direction(mi, vi, bc1, bc2, eps))
+                    work[b + j] += sq(_decayed(p[i], wd, lr, decay))
         s0 = 0.0
         s1 = 0.0
         for j in range(uidx(0), uidx(width)):

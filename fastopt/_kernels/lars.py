@@ -24,19 +24,10 @@ from __future__ import annotations
 import cython
 
 if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import chunk_size, scaled_grad, uidx
+    from cython.cimports.fastopt._kernels._common import chunk_size, scaled_grad, sq, uidx
     from cython.parallel import prange
 else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
-    from fastopt._kernels._common import chunk_size, prange, scaled_grad, uidx
-
-
-@cython.cfunc
-@cython.inline
-@cython.nogil
-@cython.exceptval(check=False)
-def _sq(x: cython.double) -> cython.double:
-    """``x * x`` in double: the argument converts first (``float(x)`` does not under Numba)."""
-    return x * x
+    from fastopt._kernels._common import chunk_size, prange, scaled_grad, sq, uidx
 
 
 @cython.cfunc
@@ -87,14 +78,14 @@ def lars_norms(p: cython.const[cython.floating][::1], g: cython.const[cython.flo
                     gi = g[i] * acc_s + acc[i]
                     acc[i] = gi  # the window's sum stays for pass 2
                     pi = p[i]
-                    work[a + j] += _sq(pi)
-                    work[b + j] += _sq(_direction(scaled_grad(gi, grad_scale, clip), pi, wd))
+                    work[a + j] += sq(pi)
+                    work[b + j] += sq(_direction(scaled_grad(gi, grad_scale, clip), pi, wd))
             else:  # the plain loop on its own (as _template's): the compilers tune it without the option
                 for j in range(uidx(0), uidx(min(width, hi - lo - k * width))):
                     i = base + j
                     pi = p[i]
-                    work[a + j] += _sq(pi)
-                    work[b + j] += _sq(_direction(scaled_grad(g[i], grad_scale, clip), pi, wd))
+                    work[a + j] += sq(pi)
+                    work[b + j] += sq(_direction(scaled_grad(g[i], grad_scale, clip), pi, wd))
         s0 = 0.0
         s1 = 0.0
         for j in range(uidx(0), uidx(width)):
