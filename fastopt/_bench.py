@@ -84,7 +84,9 @@ def bytes_per_element(name, hyper, itemsize):
         raise ValueError(f"unknown optimizer {name!r}")
     dtype = np.float32 if itemsize == 4 else np.float64
     opt = getattr(fastopt, name)(np.zeros(2, dtype), **hyper)
-    states = opt._required_states(opt.param_groups[0])
+    group = opt.param_groups[0]
+    states = [name for name in opt._required_states(group)
+              if opt._state_shape(name, opt._params[0], group) is not None]
     return (3 + 2 * len(states) + opt.extra_words_per_element) * itemsize
 
 

@@ -28,7 +28,8 @@ import torch
 from fastopt import optimizers as _fo
 from fastopt.flat import alloc_staggered
 
-__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "flatten_parameters", "FlatParameters"]
+__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "RAdam", "Rprop",
+           "flatten_parameters", "FlatParameters"]
 
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
@@ -356,3 +357,51 @@ class Adagrad(_TorchOptimizer):
         super().__init__(params, defaults, switches=_switches(foreach=foreach, differentiable=differentiable,
                                                               fused=fused), **options)
 
+
+class Adadelta(_TorchOptimizer):
+    __doc__ = "Drop-in ``torch.optim.Adadelta`` on fastopt kernels.\n\n" + (_fo.Adadelta.__doc__ or "")
+    _fastopt = _fo.Adadelta
+    _hyper = ("lr", "rho", "eps", "weight_decay", "maximize")
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *, capturable=False,
+                 maximize=False, differentiable=False, **options):
+        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(
+            foreach=foreach, capturable=capturable, differentiable=differentiable), **options)
+
+
+class Adamax(_TorchOptimizer):
+    __doc__ = "Drop-in ``torch.optim.Adamax`` on fastopt kernels.\n\n" + (_fo.Adamax.__doc__ or "")
+    _fastopt = _fo.Adamax
+    _hyper = ("lr", "betas", "eps", "weight_decay", "maximize")
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, foreach=None, *,
+                 maximize=False, differentiable=False, capturable=False, **options):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(
+            foreach=foreach, capturable=capturable, differentiable=differentiable), **options)
+
+
+class RAdam(_TorchOptimizer):
+    __doc__ = "Drop-in ``torch.optim.RAdam`` on fastopt kernels.\n\n" + (_fo.RAdam.__doc__ or "")
+    _fastopt = _fo.RAdam
+    _hyper = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, decoupled_weight_decay=False,
+                 *, foreach=None, maximize=False, capturable=False, differentiable=False, **options):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(
+            foreach=foreach, capturable=capturable, differentiable=differentiable), **options)
+
+
+class Rprop(_TorchOptimizer):
+    __doc__ = "Drop-in ``torch.optim.Rprop`` on fastopt kernels.\n\n" + (_fo.Rprop.__doc__ or "")
+    _fastopt = _fo.Rprop
+    _hyper = ("lr", "etas", "step_sizes", "maximize")
+
+    def __init__(self, params, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *, capturable=False, foreach=None,
+                 maximize=False, differentiable=False, **options):
+        defaults = dict(lr=lr, etas=etas, step_sizes=step_sizes, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(
+            foreach=foreach, capturable=capturable, differentiable=differentiable), **options)

@@ -20,6 +20,10 @@ CONFIGS = [
     ("RMSprop", dict(lr=1e-3, momentum=0.5, centered=True)),
     ("RMSprop", dict(lr=1e-3, alpha=0.9, weight_decay=1e-3)),
     ("Adagrad", dict(lr=0.03, lr_decay=1e-3, initial_accumulator_value=0.1)),
+    ("Adadelta", dict(lr=0.5, rho=0.8, weight_decay=1e-3)),
+    ("Adamax", dict(lr=3e-3, betas=(0.8, 0.99))),
+    ("RAdam", dict(lr=3e-3, betas=(0.8, 0.9), weight_decay=1e-2, decoupled_weight_decay=True)),
+    ("Rprop", dict(lr=1e-3, etas=(0.4, 1.3), step_sizes=(1e-5, 1.0))),
 ]
 
 
