@@ -1,3 +1,4 @@
+cimport cython
 from cython cimport floating
 
 # Typed versions of the helpers in _common.py, inlined into every kernel module.
@@ -27,3 +28,13 @@ cdef inline floating lerp(floating a, floating b, floating w) noexcept nogil:
 
 cdef inline double sq(double x) noexcept nogil:
     return x * x
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline double fixed_sum(double[::1] x, Py_ssize_t start, Py_ssize_t count) noexcept nogil:
+    cdef double s = 0.0
+    cdef Py_ssize_t k
+    for k in range(count):
+        s = s + x[start + k]
+    return s

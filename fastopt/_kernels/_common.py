@@ -43,6 +43,15 @@ def lerp(a, b, w):
     return b - (b - a) * (w / w - w)  # w / w: an exact 1 of w's dtype (a literal 1.0 is float64)
 
 
+def fixed_sum(x, start, count):
+    """``x[start] + x[start + 1] + ... + x[start + count - 1]``, added in that order (float64
+    partials of the per-array reductions: a fixed order keeps the sums independent of threads)."""
+    s = 0.0
+    for k in range(count):
+        s = s + x[start + k]
+    return s
+
+
 def sq(x: cython.double) -> cython.double:  # noqa: F821  (an annotation only: the C type, read by the backends)
     """``x * x`` in double: the argument converts to double first (per-array sums of squares
     accumulate in double; ``float(x)`` does not convert under Numba, a typed argument does)."""

@@ -48,11 +48,11 @@ from __future__ import annotations
 import cython
 
 if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import chunk_size, lerp, scaled_grad, sq, uidx
+    from cython.cimports.fastopt._kernels._common import chunk_size, fixed_sum, lerp, scaled_grad, sq, uidx
     from cython.cimports.libc.math import sqrt
     from cython.parallel import prange
 else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
-    from fastopt._kernels._common import chunk_size, lerp, prange, scaled_grad, sq, sqrt, uidx
+    from fastopt._kernels._common import chunk_size, fixed_sum, lerp, prange, scaled_grad, sq, sqrt, uidx
 
 
 @cython.cfunc
@@ -151,8 +151,6 @@ def adafactor_vec_norms(p: cython.const[cython.floating][::1], g: cython.const[c
     b: cython.Py_ssize_t
     gi: cython.floating
     vi: cython.floating
-    s0: cython.double
-    s1: cython.double
     for c in prange(nparts):
         lo = c * chunk
         hi = min(lo + chunk, n)
@@ -180,20 +178,10 @@ def adafactor_vec_norms(p: cython.const[cython.floating][::1], g: cython.const[c
                     v[i] = vi
                     work[a + j] += sq(_decayed(p[i], decay, wd, lr, kdecay))
                     work[b + j] += sq(_direction(gi, vi, e2, one, keras))
-        s0 = 0.0
-        s1 = 0.0
-        for j in range(uidx(0), uidx(width)):
-            s0 = s0 + work[a + j]
-            s1 = s1 + work[b + j]
-        work[parts + c] = s0
-        work[parts + nparts + c] = s1
-    s0 = 0.0
-    s1 = 0.0
-    for c in range(nparts):
-        s0 = s0 + work[parts + c]
-        s1 = s1 + work[parts + nparts + c]
-    work[parts + 2 * nparts] = s0
-    work[parts + 2 * nparts + 1] = s1
+        work[parts + c] = fixed_sum(work, a, width)
+        work[parts + nparts + c] = fixed_sum(work, b, width)
+    work[parts + 2 * nparts] = fixed_sum(work, parts, nparts)
+    work[parts + 2 * nparts + 1] = fixed_sum(work, parts + nparts, nparts)
 
 
 @cython.ccall
@@ -302,17 +290,11 @@ def adafactor_mat_stats(p: cython.const[cython.floating][::1], g: cython.const[c
                         work[a + j] += x
                         work[cb + j] += x
                         work[b + j] += sq(_decayed(p[i], decay, wd, lr, kdecay))
-            s0 = 0.0
-            for j in range(uidx(0), uidx(wr)):
-                s0 = s0 + work[a + j]
             q = m * nrows + r
             old = row[q]
-            row[q] = s0  # rounds the sum to the arrays' dtype
+            row[q] = fixed_sum(work, a, wr)  # rounds the sum to the arrays' dtype
             row[q] = _average(old, _mean(row[q], cn, keras), w, b2, c2, keras)
-        s0 = 0.0
-        for j in range(uidx(0), uidx(width)):
-            s0 = s0 + work[b + j]
-        work[parts + t] = s0
+        work[parts + t] = fixed_sum(work, b, width)
     for q in prange(nmat * ncols):
         m = q // ncols
         s0 = 0.0
@@ -330,10 +312,7 @@ def adafactor_mat_stats(p: cython.const[cython.floating][::1], g: cython.const[c
         if not keras:
             mf = eps1 if mf < eps1 else mf  # torch: max(mean(R), eps1), NaN stays NaN
         rfac[m] = mf
-    s0 = 0.0
-    for t in range(items):
-        s0 = s0 + work[parts + t]
-    work[parts + items] = s0
+    work[parts + items] = fixed_sum(work, parts, items)
 
 
 @cython.ccall
@@ -363,7 +342,6 @@ def adafactor_mat_norm(g: cython.const[cython.floating][::1], row: cython.const[
     rv: cython.floating
     rf: cython.floating
     ui: cython.floating
-    s0: cython.double
     for t in prange(items):
         m = t // nblk
         a = uidx(lanes + 2 * width * t)  # U lanes
@@ -383,14 +361,8 @@ def adafactor_mat_norm(g: cython.const[cython.floating][::1], row: cython.const[
                     gi = scaled_grad(g[i], grad_scale, clip)
                     ui = _direction(gi, _estimate(rv, col[cb + j], rf), e2, one, keras)
                     work[a + j] += sq(ui)
-        s0 = 0.0
-        for j in range(uidx(0), uidx(width)):
-            s0 = s0 + work[a + j]
-        work[parts + t] = s0
-    s0 = 0.0
-    for t in range(items):
-        s0 = s0 + work[parts + t]
-    work[parts + items] = s0
+        work[parts + t] = fixed_sum(work, a, width)
+    work[parts + items] = fixed_sum(work, parts, items)
 
 
 @cython.ccall

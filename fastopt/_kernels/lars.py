@@ -24,10 +24,10 @@ from __future__ import annotations
 import cython
 
 if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import chunk_size, scaled_grad, sq, uidx
+    from cython.cimports.fastopt._kernels._common import chunk_size, fixed_sum, scaled_grad, sq, uidx
     from cython.parallel import prange
 else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
-    from fastopt._kernels._common import chunk_size, prange, scaled_grad, sq, uidx
+    from fastopt._kernels._common import chunk_size, fixed_sum, prange, scaled_grad, sq, uidx
 
 
 @cython.cfunc
@@ -61,8 +61,6 @@ def lars_norms(p: cython.const[cython.floating][::1], g: cython.const[cython.flo
     b: cython.Py_ssize_t
     gi: cython.floating
     pi: cython.floating
-    s0: cython.double
-    s1: cython.double
     for c in prange(nparts):
         lo = c * chunk
         hi = min(lo + chunk, n)
@@ -86,20 +84,10 @@ def lars_norms(p: cython.const[cython.floating][::1], g: cython.const[cython.flo
                     pi = p[i]
                     work[a + j] += sq(pi)
                     work[b + j] += sq(_direction(scaled_grad(g[i], grad_scale, clip), pi, wd))
-        s0 = 0.0
-        s1 = 0.0
-        for j in range(uidx(0), uidx(width)):
-            s0 = s0 + work[a + j]
-            s1 = s1 + work[b + j]
-        work[parts + c] = s0
-        work[parts + nparts + c] = s1
-    s0 = 0.0
-    s1 = 0.0
-    for c in range(nparts):
-        s0 = s0 + work[parts + c]
-        s1 = s1 + work[parts + nparts + c]
-    work[parts + 2 * nparts] = s0
-    work[parts + 2 * nparts + 1] = s1
+        work[parts + c] = fixed_sum(work, a, width)
+        work[parts + nparts + c] = fixed_sum(work, b, width)
+    work[parts + 2 * nparts] = fixed_sum(work, parts, nparts)
+    work[parts + 2 * nparts + 1] = fixed_sum(work, parts + nparts, nparts)
 
 
 @cython.ccall
