@@ -1,6 +1,8 @@
 """The optimizer registry that drives the parametrized specification tests."""
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 
 import numpy as np
@@ -85,3 +87,27 @@ def make_params(rng, shapes, dtype):
 def tolerance(dtype):
     """Relative tolerances for fastopt against the float64/float32 NumPy reference."""
     return dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=2e-6, atol=1e-7)
+
+
+def torch_rule(cfg, torch):
+    """The ``torch.optim`` class of ``cfg``'s rule if torch has it, in torch's convention, with every
+    option ``cfg`` sets (fastopt's extensions, such as Rprop's weight_decay, are not torch's); else None."""
+    name, hyper = cfg
+    cls = getattr(torch.optim, name, None)
+    if (cls is None or hyper.get("convention", "torch") != "torch"
+            or not set(hyper) <= set(inspect.signature(cls).parameters)):
+        return None
+    return cls
+
+
+@contextlib.contextmanager
+def torch_default_dtype(torch, dtype):
+    """torch keeps scalar state (step, NAdam's mu_product, ASGD's eta and mu) in its default
+    dtype: float64 parameters are compared with torch run under a float64 default, so that it
+    does not round those scalars to float32 (the oracle, as fastopt, keeps them in double)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64 if dtype == np.float64 else torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import pickle
 
 import numpy as np
 import pytest
 
 import fastopt
-from tests.conftest import CONFIGS, REPRESENTATIVE, config_id, make_params, mixed_grads, require_backend
+from tests.conftest import (CONFIGS, REPRESENTATIVE, config_id, make_params, mixed_grads, require_backend,
+                            torch_default_dtype, torch_rule)
 
 SHAPES = [(3, 4), (5,), (1,), (2, 1, 3)]
 BEFORE, AFTER = 7, 8
@@ -357,17 +357,13 @@ def test_loads_torch_optimizer_state_dict(cfg):
     torch = pytest.importorskip("torch")
     require_backend("numba")
     name, hyper = cfg
-    cls = getattr(torch.optim, name, None)
-    if (cls is None or hyper.get("convention", "torch") != "torch"
-            or not set(hyper) <= set(inspect.signature(cls).parameters)):
+    cls = torch_rule(cfg, torch)
+    if cls is None:
         pytest.skip("not a torch.optim rule or option")
     rng = np.random.default_rng(12)
     params = make_params(rng, SHAPES, np.float64)
     seq = grads_seq(13, BEFORE + AFTER, np.float64)
-    # float64 scalar state in torch (NAdam's mu_product, ASGD's eta/mu), as fastopt keeps it
-    old_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with torch_default_dtype(torch, np.float64):
         tparams = [torch.nn.Parameter(torch.tensor(p)) for p in params]
         topt = cls(tparams, foreach=False, **hyper)
 
@@ -386,7 +382,5 @@ def test_loads_torch_optimizer_state_dict(cfg):
         for grads in seq[BEFORE:]:
             tstep(grads)
             opt.step(grads)
-    finally:
-        torch.set_default_dtype(old_dtype)
     for m, tp in zip(mine, tparams):
         np.testing.assert_allclose(m, tp.detach().numpy(), rtol=1e-12, atol=1e-14)

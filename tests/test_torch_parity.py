@@ -1,50 +1,26 @@
 """fastopt against torch.optim and torch.nn.utils directly (skipped when torch is absent)."""
 from __future__ import annotations
 
-import contextlib
-import inspect
 import math
 
 import numpy as np
 import pytest
 
 import fastopt
-from tests.conftest import CONFIGS, config_id, make_params, mixed_grads
+from tests.conftest import CONFIGS, config_id, make_params, mixed_grads, torch_default_dtype, torch_rule
 
 torch = pytest.importorskip("torch")
 
 STEPS = 50
 
 
-def torch_has(cfg):
-    """Whether torch.optim has the rule of ``cfg``, in torch's convention, with every option
-    it sets (fastopt's extensions, such as Rprop's weight_decay, are not torch's)."""
-    name, hyper = cfg
-    cls = getattr(torch.optim, name, None)
-    return (cls is not None and hyper.get("convention", "torch") == "torch"
-            and set(hyper) <= set(inspect.signature(cls).parameters))
-
-
-@contextlib.contextmanager
-def default_dtype(dtype):
-    """torch keeps scalar state (step, NAdam's mu_product, ASGD's eta and mu) in its default
-    dtype: float64 parameters are compared with torch run under a float64 default, so that it
-    does not round those scalars to float32 (the oracle, as fastopt, keeps them in double)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64 if dtype == np.float64 else torch.float32)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
-
-
 #: the configurations of rules torch.optim has, in torch's convention
-TORCH_CONFIGS = [c for c in CONFIGS if torch_has(c)]
+TORCH_CONFIGS = [c for c in CONFIGS if torch_rule(c, torch) is not None]
 SHAPES = [(7,), (3, 5), (1,), (257,)]
 
 
 def torch_run(name, hyper, params, grads_seq, dtype):
-    with default_dtype(dtype):
+    with torch_default_dtype(torch, dtype):
         tparams = [torch.nn.Parameter(torch.tensor(p)) for p in params]
         opt = getattr(torch.optim, name)(tparams, foreach=False, **hyper)
         for grads in grads_seq:
