@@ -30,6 +30,7 @@ import pytest  # noqa: E402
 import fastopt  # noqa: E402
 from fastopt import reference  # noqa: E402
 from fastopt import reference_keras_conventions as rkc  # noqa: E402
+from tests import test_reference_keras_optax  # noqa: E402
 from tests.conftest import make_params, mixed_grads, require_backend  # noqa: E402
 
 # keras.ops.convert_to_numpy calls np.array on torch tensors, which NumPy 2 warns about on every call
@@ -93,17 +94,7 @@ def _default(name, key):
 
 
 def keras_kwargs(hyper):
-    kw = {}
-    for k, v in hyper.items():
-        if k == "maximize":
-            continue
-        if k == "betas":
-            kw["beta_1"], kw["beta_2"] = v
-        elif k == "weight_decay":
-            kw[k] = v or None
-        else:
-            kw[KERAS_NAMES.get(k, k)] = v
-    return kw
+    return test_reference_keras_optax.keras_kwargs(hyper, KERAS_NAMES)
 
 
 @pytest.fixture(scope="module")

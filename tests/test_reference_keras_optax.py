@@ -121,7 +121,10 @@ KERAS_STATE = {"Ftrl": {"accumulator": "_accumulators", "linear": "_linears"},
                "KerasAdafactor": {"r": "_r", "c": "_c", "v": "_v"}}
 
 
-def keras_kwargs(hyper):
+def keras_kwargs(hyper, names=None):
+    """Keras's keyword arguments for fastopt's ``hyper``: ``betas`` split, a zero ``weight_decay``
+    as None, Adafactor's ``eps`` pair, every other name through ``names`` (default ``KERAS_NAMES``)."""
+    names = KERAS_NAMES if names is None else names
     kw = {}
     for k, v in hyper.items():
         if k == "maximize":
@@ -133,7 +136,7 @@ def keras_kwargs(hyper):
         elif k == "eps" and isinstance(v, tuple):  # Adafactor's (epsilon_1, epsilon_2), torch's name
             kw["epsilon_1"], kw["epsilon_2"] = v
         else:
-            kw[KERAS_NAMES.get(k, k)] = v
+            kw[names.get(k, k)] = v
     return kw
 
 
