@@ -7,7 +7,9 @@
   built: ``parallel=True`` and serial. Callers get the compiled entry point of the exact
   overload, which skips Numba's per-call type dispatch (~1 us per call).
 - ``cython``: the extension modules ``fastopt._cy.<name>`` built by setup.py; OpenMP
-  threads are set per call (1 for the serial path).
+  threads are set per call. An elementwise rule's serial path is its ``<rule>_serial`` entry,
+  which opens no OpenMP region (a one-thread team still costs ~1.3 us a call); the other
+  kernels' serial path is a one-thread team.
 - ``python``: the same source run as plain Python (slow; for debugging and coverage).
 
 Kernels run serially below ``PARALLEL_THRESHOLD`` elements and on ``get_num_threads()``
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import platform
 import sys
 import types
 import warnings
@@ -174,6 +177,7 @@ class NumbaBackend(Backend):
         self._numba = numba
         self._modules = {}
         self._threads_launched = False
+        self._csr = None
 
     def version(self):
         return self._numba.__version__
@@ -182,12 +186,12 @@ class NumbaBackend(Backend):
         key = (modname, parallel)
         if key not in self._modules:
             numba = self._numba
-            module = _load_source(modname, "par" if parallel else "ser",
-                                  {"prange": numba.prange, "uidx": numba.uintp})
+            rebind = {"prange": numba.prange, "uidx": numba.uintp, **self._csr_helpers()}
+            module = _load_source(modname, "par" if parallel else "ser", rebind)
             kernels = {k for k, m in _KERNEL_MODULE.items() if m == modname}
             # helpers first: Numba resolves them as globals when it compiles a kernel. A helper
             # typed with concrete C types gets that signature, so arguments convert as in C.
-            for attr, value in _helpers(module, kernels):
+            for attr, value in _helpers(module, kernels | set(rebind)):
                 ann = _concrete_annotations(value)
                 sig = [] if ann is None else [numba_signature(value, np.float64, numba.types)]
                 setattr(module, attr, numba.njit(*sig, error_model="numpy")(value))
@@ -201,6 +205,34 @@ class NumbaBackend(Backend):
                                                  cache=True)(func))
             self._modules[key] = module
         return self._modules[key]
+
+    def _csr_helpers(self):
+        """``denormals_flushed`` and ``restore_csr`` for Numba: LLVM's MXCSR intrinsics on x86-64
+        (elsewhere the plain versions, which set nothing)."""
+        if self._csr is None:
+            from fastopt._kernels import _common
+            numba = self._numba
+            if platform.machine().lower() not in ("x86_64", "amd64"):
+                self._csr = {"denormals_flushed": numba.njit(_common.denormals_flushed),
+                             "restore_csr": numba.njit(_common.restore_csr)}
+            else:
+                get_csr, set_csr = _mxcsr_intrinsics()
+                flag = np.uint32(_common.FTZ_DAZ)
+
+                @numba.njit(inline="always")
+                def denormals_flushed(ftz):
+                    csr = np.uint32(0)
+                    if ftz:
+                        csr = get_csr()
+                        set_csr(csr | flag)
+                    return csr
+
+                @numba.njit(inline="always")
+                def restore_csr(ftz, csr):
+                    if ftz:
+                        set_csr(csr)
+                self._csr = {"denormals_flushed": denormals_flushed, "restore_csr": restore_csr}
+        return self._csr
 
     def _build(self, name, dtype, parallel):
         if parallel and not self._threads_launched:
@@ -218,13 +250,45 @@ class NumbaBackend(Backend):
             self._numba.set_num_threads(min(n, self._numba.config.NUMBA_NUM_THREADS))
 
 
+def _mxcsr_intrinsics():
+    """Numba intrinsics reading and writing the calling thread's MXCSR (``stmxcsr``/``ldmxcsr``)."""
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    i32, i8p = ir.IntType(32), ir.IntType(8).as_pointer()
+
+    def x86(builder, name, slot):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p]), name)
+        builder.call(fn, [builder.bitcast(slot, i8p)])
+
+    @intrinsic
+    def get_csr(typingctx):
+        def codegen(context, builder, signature, args):
+            slot = cgutils.alloca_once(builder, i32)
+            x86(builder, "llvm.x86.sse.stmxcsr", slot)
+            return builder.load(slot)
+        return types.uint32(), codegen
+
+    @intrinsic
+    def set_csr(typingctx, csr):
+        def codegen(context, builder, signature, args):
+            slot = cgutils.alloca_once(builder, i32)
+            builder.store(args[0], slot)
+            x86(builder, "llvm.x86.sse.ldmxcsr", slot)
+            return context.get_dummy_value()
+        return types.void(types.uint32), codegen
+
+    return get_csr, set_csr
+
+
 def numba_signature(func, dtype, types):
     """The Numba signature of a kernel, read from its Cython annotations."""
     f = types.float32 if dtype == np.float32 else types.float64
     table = {"cython.floating[::1]": f[::1], "cython.floating": f,
              "cython.const[cython.floating][::1]": types.Array(f, 1, "C", readonly=True),
              "cython.double[::1]": types.float64[::1], "cython.double": types.float64,
-             "cython.bint": types.boolean, "cython.int": types.intc, "cython.Py_ssize_t": types.intp}
+             "cython.bint": types.boolean, "cython.int": types.intc, "cython.uint": types.uint32, "cython.Py_ssize_t": types.intp}
     ann = dict(func.__annotations__)
     ret = table.get(ann.pop("return", None), types.void)
     return ret(*[table[a] for a in ann.values()])
@@ -248,9 +312,14 @@ class CythonBackend(Backend):
         return getattr(self._modules["adam"], "__cython_version__", "") or _cython_version()
 
     def _build(self, name, dtype, parallel):
-        fn = getattr(self._modules[_KERNEL_MODULE[name]], name)["float" if dtype == np.float32 else "double"]
+        module = self._modules[_KERNEL_MODULE[name]]
+        spec = "float" if dtype == np.float32 else "double"
+        fn = getattr(module, name)[spec]
         set_threads = self._openmp.set_num_threads
+        serial = getattr(module, name + "_serial", None)  # an elementwise rule's: no OpenMP region
 
+        if not parallel and serial is not None:
+            return serial[spec]
         if not parallel:
             def call(*args):
                 set_threads(1)  # a one-thread team: no wake-up of idle workers

@@ -113,7 +113,12 @@ def _fill_tiled(dst, block):
     dst[full * k:] = block[:dst.size - full * k]
 
 
-def flat_pair(n, dtype):
+#: gradient scales: ``denormal`` puts float32 gradients at ~1e-39, below the smallest normal
+#: float32 (1.2e-38): over 99% of them, their squares and the states they feed are denormals
+GRAD_SCALES = {"normal": 1.0, "denormal": 1e-37}
+
+
+def flat_pair(n, dtype, grads="normal"):
     """Fresh staggered (params, grads) buffers of ``n`` elements with deterministic values."""
     from fastopt.flat import alloc_staggered
     p0, g0 = _block(dtype)
@@ -121,21 +126,26 @@ def flat_pair(n, dtype):
     g = alloc_staggered(n, dtype, fill=None)
     _fill_tiled(p, p0)
     _fill_tiled(g, g0)
+    if GRAD_SCALES[grads] != 1.0:
+        g *= np.dtype(dtype).type(GRAD_SCALES[grads])
     return p, g
 
 
-def make_stepper(impl, name, n, dtype, *, backend=None, hyper=None, global_clipnorm=None):
+def make_stepper(impl, name, n, dtype, *, backend=None, hyper=None, global_clipnorm=None, grads="normal",
+                 flush_denormals=False):
     """A zero-argument callable doing one step of ``impl`` on fresh buffers of ``n`` elements.
 
     ``impl`` is one of ``IMPLS``; ``backend`` picks the fastopt backend (None: the active one).
     With ``global_clipnorm`` fastopt clips inside the step and torch calls ``clip_grad_norm_`` first.
+    ``grads`` is a key of ``GRAD_SCALES``; ``flush_denormals`` is fastopt's option of that name.
     Raises ``Unsupported`` when the implementation cannot run this case.
     """
     hyper = dict(OPTIMIZERS[name] if hyper is None else hyper)
-    p, g = flat_pair(n, dtype)
+    p, g = flat_pair(n, dtype, grads)
     if impl == "fastopt":
         import fastopt
-        opt = getattr(fastopt, name)(p, backend=backend, global_clipnorm=global_clipnorm, **hyper)
+        opt = getattr(fastopt, name)(p, backend=backend, global_clipnorm=global_clipnorm,
+                                     flush_denormals=flush_denormals, **hyper)
         step = opt.step
 
         def fastopt_step():
@@ -360,13 +370,16 @@ DEFAULT_IMPLS = ("fastopt", "numpy", "torch-fused", "torch-forloop")
 
 
 def run(sizes=DEFAULT_SIZES, optimizers=DEFAULT_OPTIMIZERS, dtype="float32", threads=None,
-        backends=None, impls=DEFAULT_IMPLS, repeat_time=0.15, out=sys.stdout):
+        backends=None, impls=DEFAULT_IMPLS, repeat_time=0.15, out=sys.stdout, grads="normal",
+        flush_denormals=False):
     """Run the benchmark, print the table to ``out`` (None: silent) and return the result dicts.
 
     Per case: every implementation steps the same values twice (warm-up), their parameters are
     compared (``agrees``), page faults are counted over 3 more steps, then all are timed
     interleaved. Per size, the memory ceiling is measured with the STREAM-like kernels at the
     same thread count; ``pct_ceiling`` is a row's GB/s as a percentage of the best of them.
+    ``grads="denormal"`` times denormal-heavy gradients (``GRAD_SCALES``); ``flush_denormals``
+    adds fastopt rows with that option on (``fastopt[<backend>,ftz]``).
     """
     import fastopt
     from fastopt import _backends
@@ -401,13 +414,15 @@ def run(sizes=DEFAULT_SIZES, optimizers=DEFAULT_OPTIMIZERS, dtype="float32", thr
         bpe = bytes_per_element(name, hyper, dtype.itemsize)
         for n in sizes:
             case_rows = []
-            variants = [("fastopt", b) for b in backends if "fastopt" in impls]
-            variants += [(i, None) for i in impls if i != "fastopt"]
+            variants = [("fastopt", b, False) for b in backends if "fastopt" in impls]
+            variants += [("fastopt", b, True) for b in backends if "fastopt" in impls and flush_denormals]
+            variants += [(i, None, False) for i in impls if i != "fastopt"]
             steps, backend_of = {}, {}
-            for impl, backend in variants:
-                label = f"fastopt[{backend}]" if impl == "fastopt" else impl
+            for impl, backend, ftz in variants:
+                label = (f"fastopt[{backend}{',ftz' if ftz else ''}]" if impl == "fastopt" else impl)
                 try:
-                    steps[label] = make_stepper(impl, name, n, dtype, backend=backend)
+                    steps[label] = make_stepper(impl, name, n, dtype, backend=backend, grads=grads,
+                                                flush_denormals=ftz)
                     backend_of[label] = backend
                 except Unsupported as exc:
                     case_rows.append({"optimizer": name, "size": n, "impl": label, "skipped": str(exc)})
@@ -552,6 +567,10 @@ def add_arguments(parser):
     parser.add_argument("--repeat-time", type=float, default=0.15,
                         help="seconds of repeats per measurement after 2 warm-up steps (default 0.15)")
     parser.add_argument("--json", metavar="PATH", default=None, help="also write every result to PATH as JSON")
+    parser.add_argument("--grads", choices=tuple(GRAD_SCALES), default="normal",
+                        help="gradient values: normal (N(0, 1e-2)) or denormal (float32 denormals, ~1e-39)")
+    parser.add_argument("--flush-denormals", action="store_true",
+                        help="add fastopt rows with flush_denormals=True (FTZ/DAZ in the kernels)")
 
 
 def main_from_args(args):
@@ -568,7 +587,8 @@ def main_from_args(args):
         t0 = time.perf_counter()
         names = list(OPTIMIZERS) if "all" in args.optimizers else args.optimizers
         rows = run(sizes=args.sizes, optimizers=names, dtype=args.dtype, threads=args.threads,
-                   backends=args.backend, impls=impls, repeat_time=args.repeat_time)
+                   backends=args.backend, impls=impls, repeat_time=args.repeat_time, grads=args.grads,
+                   flush_denormals=args.flush_denormals)
         wall = time.perf_counter() - t0
     except fastopt.BackendUnavailable as exc:
         print(f"fastopt bench: {exc}", file=sys.stderr)

@@ -7,6 +7,34 @@ cdef inline Py_ssize_t uidx(Py_ssize_t i) noexcept nogil:
     return i
 
 
+cdef extern from *:
+    """
+    #if defined(__x86_64__) || defined(_M_X64) || defined(__SSE__)
+    #include <xmmintrin.h>
+    static inline unsigned int fastopt_get_csr(void) { return _mm_getcsr(); }
+    static inline void fastopt_set_csr(unsigned int csr) { _mm_setcsr(csr); }
+    #else  /* no MXCSR: flushing denormals is not available, the kernels run as they are */
+    static inline unsigned int fastopt_get_csr(void) { return 0; }
+    static inline void fastopt_set_csr(unsigned int csr) { (void)csr; }
+    #endif
+    """
+    unsigned int fastopt_get_csr() nogil
+    void fastopt_set_csr(unsigned int csr) nogil
+
+
+cdef inline unsigned int denormals_flushed(bint ftz) noexcept nogil:
+    cdef unsigned int csr = 0
+    if ftz:
+        csr = fastopt_get_csr()
+        fastopt_set_csr(csr | 0x8040)  # FTZ | DAZ
+    return csr
+
+
+cdef inline void restore_csr(bint ftz, unsigned int csr) noexcept nogil:
+    if ftz:
+        fastopt_set_csr(csr)
+
+
 cdef inline Py_ssize_t chunk_size(Py_ssize_t n, Py_ssize_t nchunks) noexcept nogil:
     return ((n + nchunks - 1) // nchunks + 15) // 16 * 16
 

@@ -18,6 +18,21 @@ def uidx(i):
     return i
 
 
+#: MXCSR's flush-to-zero (FTZ, bit 15) and denormals-are-zero (DAZ, bit 6) bits
+FTZ_DAZ = 0x8040
+
+
+def denormals_flushed(ftz):
+    """With ``ftz``, set FTZ and DAZ in this thread's SSE control register; returns the
+    register's value before, for :func:`restore_csr` (plain Python: nothing to set, 0).
+    The compiled backends use the MXCSR intrinsics: ``_common.pxd`` and ``_backends``."""
+    return 0
+
+
+def restore_csr(ftz, csr):
+    """Undo :func:`denormals_flushed`."""
+
+
 def chunk_size(n, nchunks):
     """Elements per chunk when ``n`` elements are split in ``nchunks`` (a multiple of 16,
     so every chunk but the last starts on a 64-byte boundary of float32 data)."""

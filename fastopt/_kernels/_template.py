@@ -7,9 +7,11 @@ lines declare locals, and its body is the per-element update. Before the body ru
 writes ``p[i]`` and its states. :func:`render` turns the module into the Cython pure-mode
 source of the full kernel::
 
-    def adam(p, g, <states>, <scalars>, acc, ema, acc_s, ema_m, ema_c, accumulate, use_ema,
+    def adam(p, g, <states>, <scalars>, acc, ema, acc_s, ema_m, ema_c, accumulate, use_ema, ftz,
              grad_scale, clip, nchunks):
-        for c in prange(nchunks):                       # one chunk per thread
+        for c in prange(nchunks):                       # one chunk per thread (Cython's serial
+                                                        #  entry <rule>_serial runs one chunk)
+            csr = denormals_flushed(ftz)                # flush-to-zero in this thread, if asked
             for i in range(lo, hi):                     # (without accumulate/use_ema: a loop
                                                         #  of its own, with neither test)
                 gi = g[i]
@@ -21,6 +23,7 @@ source of the full kernel::
                 <body>                                  # writes p[i] and the states
                 if use_ema:                             # weight EMA (Polyak averaging), fused
                     ema[i] = ema_m * ema[i] + ema_c * p[i]
+            restore_csr(ftz, csr)                       # the thread's floating-point mode as it was
 
 That source is what the Numba and Python backends execute and what setup.py compiles with
 Cython, so the plumbing (and its performance tuning) lives here once and each rule module
@@ -35,7 +38,7 @@ KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
 
 #: the arguments every elementwise kernel takes after the rule's own scalars
 TAIL = ("acc: cython.floating[::1]", "ema: cython.floating[::1]", "acc_s: cython.floating", "ema_m: cython.floating",
-        "ema_c: cython.floating", "accumulate: cython.bint", "use_ema: cython.bint",
+        "ema_c: cython.floating", "accumulate: cython.bint", "use_ema: cython.bint", "ftz: cython.bint",
         "grad_scale: cython.floating", "clip: cython.floating", "nchunks: cython.Py_ssize_t")
 
 _HEADER = '''\
@@ -49,11 +52,13 @@ from __future__ import annotations
 import cython
 
 if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import chunk_size, lerp, scaled_grad, uidx
+    from cython.cimports.fastopt._kernels._common import (chunk_size, denormals_flushed, lerp, restore_csr,
+                                                          scaled_grad, uidx)
     from cython.cimports.libc.math import exp, fabs, log, pow, sqrt
     from cython.parallel import prange
-else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
-    from fastopt._kernels._common import chunk_size, exp, fabs, lerp, log, pow, prange, scaled_grad, sqrt, uidx
+else:  # Numba and plain Python; the Numba loader rebinds prange, uidx and the csr helpers
+    from fastopt._kernels._common import (chunk_size, denormals_flushed, exp, fabs, lerp, log, pow, prange,
+                                          restore_csr, scaled_grad, sqrt, uidx)
 '''
 
 _KERNEL = '''\
@@ -67,29 +72,56 @@ def {name}({args}) -> cython.void:
     i: cython.Py_ssize_t
     lo: cython.Py_ssize_t
     hi: cython.Py_ssize_t
+    csr: cython.uint
     gi: cython.floating
     pi: cython.floating
 {locals}
     for c in prange(nchunks):
         lo = c * chunk
         hi = min(lo + chunk, n)
-        if accumulate or use_ema:
-            for i in range(uidx(lo), uidx(hi)):
-                gi = g[i]
-                if accumulate:
-                    gi = gi * acc_s + acc[i]
-                    acc[i] = 0
-                gi = scaled_grad(gi, grad_scale, clip)
-                pi = p[i]
-{body_extra}
-                if use_ema:
-                    ema[i] = ema_m * ema[i] + ema_c * p[i]
-        else:  # the plain loop on its own, so the compilers tune it as if the options did not exist
-            for i in range(uidx(lo), uidx(hi)):
-                gi = scaled_grad(g[i], grad_scale, clip)
-                pi = p[i]
-{body}
+{parallel}
+
+
+@cython.ccall
+@cython.nogil
+@cython.exceptval(check=False)
+def {name}_serial({serial_args}) -> cython.void:
+    # the Cython backend's serial entry, the same loops over one chunk without an OpenMP region
+    # (a one-thread team costs ~1.3 us a call); Numba compiles the kernel above with parallel=False
+    i: cython.Py_ssize_t
+    lo: cython.Py_ssize_t = 0
+    hi: cython.Py_ssize_t = p.shape[0]
+    csr: cython.uint
+    gi: cython.floating
+    pi: cython.floating
+{locals}
+{serial}
 '''
+
+#: the loops over one chunk ``lo:hi``; ``{body}`` is the rule's per-element update
+_CHUNK = '''\
+csr = denormals_flushed(ftz)  # per chunk: every worker thread flushes while it runs this kernel
+if accumulate or use_ema:
+    for i in range(uidx(lo), uidx(hi)):
+        gi = g[i]
+        if accumulate:
+            gi = gi * acc_s + acc[i]
+            acc[i] = 0
+        gi = scaled_grad(gi, grad_scale, clip)
+        pi = p[i]
+{body}
+        if use_ema:
+            ema[i] = ema_m * ema[i] + ema_c * p[i]
+else:  # the plain loop on its own, so the compilers tune it as if the options did not exist
+    for i in range(uidx(lo), uidx(hi)):
+        gi = scaled_grad(g[i], grad_scale, clip)
+        pi = p[i]
+{body}
+restore_csr(ftz, csr)'''
+
+
+def _indented(text, spaces):
+    return "\n".join(" " * spaces + ln if ln.strip() else "" for ln in text.splitlines())
 
 
 def elementwise(states=()):
@@ -152,14 +184,16 @@ def render(modname):
             while first > 0 and lines[first - 1].strip().startswith("#"):
                 first -= 1
             indent = len(lines[stmt.lineno - 1]) - len(lines[stmt.lineno - 1].lstrip())
-            body.extend("                " + ln[indent:] if ln.strip() else ""
+            body.extend("        " + ln[indent:] if ln.strip() else ""
                         for ln in lines[first:stmt.end_lineno])
     out = [_HEADER.format(source=f"fastopt/_kernels/{modname}.py"), f'"""{doc}"""' if doc else "",
            _IMPORTS]
     out.extend(e + "\n" for e in extra)
+    chunk = _CHUNK.format(body="\n".join(body))
     out.append("\n" + _KERNEL.format(name=func.name, args=(",\n" + " " * (len(func.name) + 5)).join(args),
-                                     locals="\n".join(decls), body="\n".join(body),
-                                     body_extra="\n".join(body)))
+                                     serial_args=(",\n" + " " * (len(func.name) + 12)).join(args),
+                                     locals="\n".join(decls), parallel=_indented(chunk, 8),
+                                     serial=_indented(chunk, 4)))
     return "\n".join(out)
 
 

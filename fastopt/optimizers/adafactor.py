@@ -202,7 +202,7 @@ class Adafactor(PerArrayOptimizer):
 
     def _run_call(self, call, g, scalars, tail, scale, clip, nchunks):
         rho, w, b2, c2, keras, eps1, eps2, d, wd, lr, decay, kdecay = scalars
-        acc, ema, acc_s, ema_m, ema_c, accumulate, use_ema = tail
+        acc, ema, acc_s, ema_m, ema_c, accumulate, use_ema, ftz = tail
         if eps1 is None:  # torch: the dtype's machine epsilon
             eps1 = float(np.finfo(call.dtype).eps)
         add_eps, e2 = (eps1, 0.0) if keras else (0.0, eps1 * eps1)

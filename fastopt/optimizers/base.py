@@ -28,6 +28,10 @@ from fastopt.schedules import LearningRateSchedule, deserialize, serialize
 #: the per-parameter arrays of the training-loop options (weight EMA, gradient accumulation)
 _LOOP_STATES = ("ema", "accumulated_grad")
 
+#: bumped by every edit of any ParamGroup: an optimizer re-reads its groups only after one (the
+#: hot path compares one integer instead of each group's version)
+_edits = [0]
+
 #: keys of torch.optim's param groups that choose an implementation, not the update rule
 _TORCH_SWITCHES = frozenset({"foreach", "fused", "capturable", "differentiable"})
 
@@ -43,6 +47,7 @@ class ParamGroup(dict):
 
     def _touch(self):
         self.version += 1
+        _edits[0] += 1
 
     def __setitem__(self, key, value):
         super().__setitem__(key, value)
@@ -101,6 +106,12 @@ class Optimizer:
             count, bias corrections and first-step rules count updates, a learning-rate schedule
             sees the number of calls, the weight EMA advances on every call with momentum 0
             throughout the first window, and ``ema_overwrite_frequency`` counts updates).
+        flush_denormals: run the kernels with the CPU's flush-to-zero and denormals-are-zero modes
+            (FTZ/DAZ, in every thread that runs a chunk, restored after it): denormal inputs read
+            as 0 and denormal results become 0, which keeps denormal-heavy steps at full speed
+            but changes those results (torch.optim, whose kernels do not flush, would keep the
+            tiny values). Off by default; elementwise rules on x86-64 with the numba and cython
+            backends (the python backend and other CPUs run unflushed).
         skip_nonfinite: check the gradients first (one reduction pass, the one global-norm
             clipping makes anyway) and skip a step with an inf or NaN, leaving parameters, states,
             EMA and step counts untouched; ``skipped_steps`` counts them (optax's apply_if_finite).
@@ -127,7 +138,7 @@ class Optimizer:
 
     def __init__(self, params, defaults, *, backend=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
-                 gradient_accumulation_steps=None, skip_nonfinite=False):
+                 gradient_accumulation_steps=None, skip_nonfinite=False, flush_denormals=False):
         self.defaults = dict(defaults)
         self._check_group(self.defaults, "defaults")
         if backend is not None:
@@ -144,6 +155,9 @@ class Optimizer:
         self.gradient_accumulation_steps = count_or_none("gradient_accumulation_steps",
                                                          gradient_accumulation_steps, 2)
         self.skip_nonfinite = flag("skip_nonfinite", skip_nonfinite)
+        self._plan = None
+        self.flush_denormals = flush_denormals
+        self._seen_edit = -1  # the _edits count _hyper was validated at
         #: steps skipped for a non-finite gradient (skip_nonfinite or a LossScaler)
         self.skipped_steps = 0
         #: calls of ``step`` that counted (with gradient accumulation: micro-steps included);
@@ -154,7 +168,6 @@ class Optimizer:
         self._steps = []
         self._buffers = []        # every state buffer, for overlap checks
         self._spans = None        # sorted byte spans of params and states (lazy)
-        self._plan = None
         groups, self._grouped = _as_groups(params)
         for group in groups:
             self.add_param_group(group)
@@ -193,9 +206,20 @@ class Optimizer:
             self._steps.append(0)
         self._group_params = [[p for p in self._params if p.group == gi] for gi in range(len(self.param_groups))]
         self._hyper = [None] * len(self.param_groups)
+        self._seen_edit = -1
         self._allocate(g, self._required_states(group) + self._extra_states())
         self._plan = None
         return self._params[start:]
+
+    @property
+    def flush_denormals(self):
+        """Whether the kernels run with flush-to-zero and denormals-are-zero (see the class)."""
+        return self._flush_denormals
+
+    @flush_denormals.setter
+    def flush_denormals(self, value):
+        self._flush_denormals = flag("flush_denormals", value)
+        self._plan = None  # the plan's calls carry the flag
 
     def _allocate(self, g, names):
         """Allocate the named states of group ``g`` once: one staggered buffer per name and dtype."""
@@ -298,25 +322,33 @@ class Optimizer:
         gradient tensors for fastopt.torch, whose NumPy views are made afresh each step).
         ``unscale`` multiplies the gradients first (a loss scale's inverse); ``check_finite``
         skips a step whose gradients hold an inf or NaN. Returns whether the step was applied."""
-        hypers = self._refresh_hyper()
+        # the hot path: one integer compare for the groups, identity checks for the gradients
+        hypers = self._hyper if self._seen_edit == _edits[0] else self._refresh_hyper()
         plan = self._plan
-        if plan is None or not plan.matches(grads, keys) or plan.backend is not _backends.backend(self._backend_name):
+        if (plan is None or plan.backend.name != (self._backend_name or _backends._state["backend"])
+                or not plan.matches(grads, keys)):
             plan = self._plan = _Plan(self, grads, _backends.backend(self._backend_name), keys)
         if self.gradient_accumulation_steps or self.use_ema or unscale != 1.0:
             return self._step_options(plan, grads, hypers, unscale, check_finite or self.skip_nonfinite)
+        check_finite = check_finite or self.skip_nonfinite
+        coefs = None
+        if check_finite or self.global_clipnorm is not None or self.clipnorm is not None:
+            coefs = self._clip_coefficients(plan, grads, check_finite)
+            if coefs is False:
+                self.skipped_steps += 1
+                return False
         threads = _backends._state["threads"]
-        coefs = self._clip_coefficients(plan, grads, check_finite or self.skip_nonfinite)
-        if coefs is False:
-            self.skipped_steps += 1
-            return False
         steps = self._steps
         clip = self.clipvalue if self.clipvalue is not None else math.inf
         threshold = _backends.PARALLEL_THRESHOLD
-        scalars_of = self._all_scalars(plan, hypers)
-        for k, call in enumerate(plan.calls):
+        calls = plan.calls
+        # several calls: every call's scalars first, so a bad scheduled lr raises before any write
+        scalars_of = self._all_scalars(plan, hypers) if len(calls) > 1 else None
+        for k, call in enumerate(calls):
             hyper = hypers[call.group]
             step = steps[call.first] + 1  # recomputed: cheaper than a list of them (hot path)
-            scalars = scalars_of[(call.group, step)]
+            scalars = (self._step_scalars(hyper, step, call.group) if scalars_of is None
+                       else scalars_of[(call.group, step)])
             scale = hyper["_sign"] if coefs is None else hyper["_sign"] * coefs[k]
             if self.custom_call:
                 self._run_call(call, call.grad(grads), scalars, call.tail, scale, clip,
@@ -327,7 +359,10 @@ class Optimizer:
             else:
                 (call.kernels[0] or call.kernel(False))(call.p, call.grad(grads), *call.states, *scalars,
                                                         *call.tail, scale, clip, 1)
-            self._advance(call, step)
+            if call.stop - call.first == 1:
+                steps[call.first] = step
+            else:
+                self._advance(call, step)
         self._calls += 1
         return True
 
@@ -412,7 +447,7 @@ class Optimizer:
                     scale, fused, acc_s = hyper["_sign"] * coef / k, True, unscale
                 else:
                     scale, fused, acc_s = hyper["_sign"] * coef * unscale, False, 1.0
-                tail = (call.acc, call.ema, acc_s, m, 1.0 - m, fused, self.use_ema)
+                tail = (call.acc, call.ema, acc_s, m, 1.0 - m, fused, self.use_ema, self._flush_denormals)
                 if self.custom_call:
                     self._run_call(call, grad_of[j], scalars_of[(call.group, step)], tail, scale, clip, n)
                 else:
@@ -461,6 +496,9 @@ class Optimizer:
     def _refresh_hyper(self):
         """Validated hyperparameters per group, re-checked only after a group was edited."""
         hypers = self._hyper
+        if self._seen_edit == _edits[0]:
+            return hypers
+        seen = _edits[0]
         for g, group in enumerate(self.param_groups):
             h = hypers[g]
             if h is None or h["_version"] != group.version:
@@ -476,6 +514,7 @@ class Optimizer:
                         self._on_new_state(g, fresh)
                     self._plan = None
                 hypers[g] = h
+        self._seen_edit = seen
         return hypers
 
     def _clip_coefficients(self, plan, grads, check_finite=False, arrays=None, only=None, unscale=1.0,
@@ -629,7 +668,7 @@ class Optimizer:
             for k, v in hyper.items():
                 if k != "params":
                     dict.__setitem__(group, k, v)
-            group.version += 1
+            group._touch()
             self._allocate(g, self._required_states(group))
         loaded = {p.index for p, _, _ in loads}
         for p in self._params:
@@ -786,7 +825,7 @@ class _Plan:
                 return v
             call.states = tuple(view(name) for name in opt.state_names)
             call.acc, call.ema = view("accumulated_grad"), view("ema")
-            call.tail = (call.acc, call.ema, 1.0, 0.0, 0.0, False, False)
+            call.tail = (call.acc, call.ema, 1.0, 0.0, 0.0, False, False, opt._flush_denormals)
             call.backend, call.kernel_name, call.kernels = backend, opt.kernel, [None, None]
             self.calls.append(call)
         self._norm_out = None
@@ -795,6 +834,11 @@ class _Plan:
         refs = self.refs
         if len(refs) != len(grads):
             return False
+        if len(refs) == 1:  # one array: no loop (the hot path of a flat buffer)
+            r, g = refs[0], grads[0]
+            if r is None:
+                return g is None
+            return g is not None and r() is keys[0] and g.dtype is self.dtypes[0]
         for r, g, k, dt in zip(refs, grads, keys, self.dtypes):
             if r is None:
                 if g is not None:

@@ -74,7 +74,7 @@ class Lamb(PerArrayOptimizer):
 
     def _run_call(self, call, g, scalars, tail, scale, clip, nchunks):
         bc1, bc2, lr, c1, c2, eps, wd, decay = scalars
-        acc, ema, acc_s, ema_m, ema_c, accumulate, use_ema = tail
+        acc, ema, acc_s, ema_m, ema_c, accumulate, use_ema, ftz = tail
         m, v = call.states
         work = self._vector_work(call)
         self._kernel(call, "lamb_norms", nchunks > 1)(call.p, g, m, v, c1, c2, bc1, bc2, eps, wd, lr, decay, acc,

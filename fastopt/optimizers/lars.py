@@ -89,7 +89,7 @@ class LARS(PerArrayOptimizer):
 
     def _run_call(self, call, g, scalars, tail, scale, clip, nchunks):
         lr, wd, tc, eps, momentum, use_buf, nesterov = scalars
-        acc, ema, acc_s, ema_m, ema_c, accumulate, use_ema = tail
+        acc, ema, acc_s, ema_m, ema_c, accumulate, use_ema, ftz = tail
         work = self._vector_work(call)
         self._kernel(call, "lars_norms", nchunks > 1)(call.p, g, wd, acc, acc_s, accumulate, scale, clip, work,
                                                       _backends.NORM_CHUNK, LANES)
