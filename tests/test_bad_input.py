@@ -414,6 +414,45 @@ def test_bad_clipping_keywords(kw, match, name, compiled):
     np.testing.assert_array_equal(p, 1.0)
 
 
+@pytest.mark.parametrize("kw,match", BAD_CLIP_KW, ids=lambda x: str(x))
+def test_bad_clipping_assignments(kw, match):
+    """An assignment is checked like the keyword; the one that raises leaves its option as it was."""
+    opt = fastopt.SGD([np.ones(4)], lr=0.1)
+    with pytest.raises(ValueError, match=match):
+        for name, value in kw.items():
+            before = getattr(opt, name)
+            setattr(opt, name, value)
+    assert getattr(opt, name) is before
+
+
+def test_option_assignments_take_effect_and_fixed_ones_refuse():
+    rng = np.random.default_rng(2)
+    g = rng.standard_normal(40) * 10
+    for name, value in [("clipnorm", 1.0), ("clipvalue", 0.5), ("global_clipnorm", 2.0)]:
+        p, q = np.ones(40), np.ones(40)
+        late, built = fastopt.Adam([p], lr=0.1), fastopt.Adam([q], lr=0.1, **{name: value})
+        late.step([g])  # unclipped, then clipped from the next step on
+        built.step([g])
+        q[...] = p
+        built.load_state_dict(late.state_dict())
+        setattr(late, name, value)
+        late.step([g])
+        built.step([g])
+        np.testing.assert_array_equal(p, q, err_msg=name)
+        setattr(late, name, None)  # and off again
+        assert getattr(late, name) is None
+    opt = fastopt.SGD([np.ones(4)], lr=0.1)
+    opt.skip_nonfinite = True
+    assert opt.step([np.full(4, np.nan)]) is False and opt.skipped_steps == 1
+    with pytest.raises(TypeError, match="skip_nonfinite must be a bool"):
+        opt.skip_nonfinite = "yes"
+    with pytest.raises(ValueError, match="ema_momentum"):
+        opt.ema_momentum = 1.5
+    for fixed in ("use_ema", "gradient_accumulation_steps"):
+        with pytest.raises(AttributeError):
+            setattr(opt, fixed, 2 if fixed != "use_ema" else True)
+
+
 def _grads_for_clip(dtype=np.float64):
     rng = np.random.default_rng(11)
     return [rng.standard_normal(50).astype(dtype) * 10, rng.standard_normal((4, 5)).astype(dtype) * 10]

@@ -48,11 +48,13 @@ from __future__ import annotations
 import cython
 
 if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import chunk_size, fixed_sum, lerp, scaled_grad, sq, uidx
+    from cython.cimports.fastopt._kernels._common import (chunk_size, denormals_flushed, fixed_sum, lerp, restore_csr,
+                                                          scaled_grad, sq, uidx)
     from cython.cimports.libc.math import sqrt
     from cython.parallel import prange
-else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
-    from fastopt._kernels._common import chunk_size, fixed_sum, lerp, prange, scaled_grad, sq, sqrt, uidx
+else:  # Numba and plain Python; the Numba loader rebinds prange, uidx and the csr helpers
+    from fastopt._kernels._common import (chunk_size, denormals_flushed, fixed_sum, lerp, prange, restore_csr,
+                                          scaled_grad, sq, sqrt, uidx)
 
 
 @cython.cfunc
@@ -136,7 +138,8 @@ def adafactor_vec_norms(p: cython.const[cython.floating][::1], g: cython.const[c
                         decay: cython.floating, wd: cython.floating, lr: cython.floating, kdecay: cython.bint,
                         keras: cython.bint, acc: cython.floating[::1], acc_s: cython.floating,
                         accumulate: cython.bint, grad_scale: cython.floating, clip: cython.floating,
-                        work: cython.double[::1], chunk: cython.Py_ssize_t, width: cython.Py_ssize_t) -> cython.void:
+                        work: cython.double[::1], chunk: cython.Py_ssize_t, width: cython.Py_ssize_t,
+                        ftz: cython.bint) -> cython.void:
     n: cython.Py_ssize_t = p.shape[0]
     nparts: cython.Py_ssize_t = (n + chunk - 1) // chunk
     parts: cython.Py_ssize_t = 2 * width * nparts
@@ -151,7 +154,9 @@ def adafactor_vec_norms(p: cython.const[cython.floating][::1], g: cython.const[c
     b: cython.Py_ssize_t
     gi: cython.floating
     vi: cython.floating
+    csr: cython.uint
     for c in prange(nparts):
+        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
         lo = c * chunk
         hi = min(lo + chunk, n)
         a = uidx(2 * width * c)  # this chunk's p lanes, then its U lanes
@@ -180,6 +185,7 @@ def adafactor_vec_norms(p: cython.const[cython.floating][::1], g: cython.const[c
                     work[b + j] += sq(_direction(gi, vi, e2, one, keras))
         work[parts + c] = fixed_sum(work, a, width)
         work[parts + nparts + c] = fixed_sum(work, b, width)
+        restore_csr(ftz, csr)
     work[parts + 2 * nparts] = fixed_sum(work, parts, nparts)
     work[parts + 2 * nparts + 1] = fixed_sum(work, parts + nparts, nparts)
 
@@ -193,7 +199,7 @@ def adafactor_vec_update(p: cython.floating[::1], g: cython.const[cython.floatin
                          a: cython.floating, s: cython.floating, keras: cython.bint, acc: cython.floating[::1],
                          ema: cython.floating[::1], ema_m: cython.floating, ema_c: cython.floating,
                          from_acc: cython.bint, use_ema: cython.bint, grad_scale: cython.floating,
-                         clip: cython.floating, nchunks: cython.Py_ssize_t) -> cython.void:
+                         clip: cython.floating, nchunks: cython.Py_ssize_t, ftz: cython.bint) -> cython.void:
     n: cython.Py_ssize_t = p.shape[0]
     chunk: cython.Py_ssize_t = chunk_size(n, nchunks)
     c: cython.Py_ssize_t
@@ -202,7 +208,9 @@ def adafactor_vec_update(p: cython.floating[::1], g: cython.const[cython.floatin
     hi: cython.Py_ssize_t
     gi: cython.floating
     pn: cython.floating
+    csr: cython.uint
     for c in prange(nchunks):
+        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
         lo = c * chunk
         hi = min(lo + chunk, n)
         if from_acc or use_ema:
@@ -221,6 +229,7 @@ def adafactor_vec_update(p: cython.floating[::1], g: cython.const[cython.floatin
             for i in range(uidx(lo), uidx(hi)):
                 gi = scaled_grad(g[i], grad_scale, clip)
                 p[i] = _moved(_decayed(p[i], decay, wd, lr, kdecay), _direction(gi, v[i], e2, one, keras), a, s)
+        restore_csr(ftz, csr)
 
 
 @cython.ccall
@@ -234,7 +243,7 @@ def adafactor_mat_stats(p: cython.const[cython.floating][::1], g: cython.const[c
                         acc: cython.floating[::1], acc_s: cython.floating, accumulate: cython.bint,
                         grad_scale: cython.floating, clip: cython.floating, work: cython.double[::1],
                         nmat: cython.Py_ssize_t, nrows: cython.Py_ssize_t, ncols: cython.Py_ssize_t,
-                        nblk: cython.Py_ssize_t, width: cython.Py_ssize_t) -> cython.void:
+                        nblk: cython.Py_ssize_t, width: cython.Py_ssize_t, ftz: cython.bint) -> cython.void:
     items: cython.Py_ssize_t = nmat * nblk
     rb: cython.Py_ssize_t = (nrows + nblk - 1) // nblk  # rows per block
     lanes: cython.Py_ssize_t = items * ncols  # the column partials come first
@@ -257,7 +266,9 @@ def adafactor_mat_stats(p: cython.const[cython.floating][::1], g: cython.const[c
     old: cython.floating
     mf: cython.floating
     s0: cython.double
+    csr: cython.uint
     for t in prange(items):
+        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
         m = t // nblk
         cp = uidx(t * ncols)
         a = uidx(lanes + 2 * width * t)  # row lanes, then p lanes
@@ -295,7 +306,9 @@ def adafactor_mat_stats(p: cython.const[cython.floating][::1], g: cython.const[c
             row[q] = fixed_sum(work, a, wr)  # rounds the sum to the arrays' dtype
             row[q] = _average(old, _mean(row[q], cn, keras), w, b2, c2, keras)
         work[parts + t] = fixed_sum(work, b, width)
+        restore_csr(ftz, csr)
     for q in prange(nmat * ncols):
+        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
         m = q // ncols
         s0 = 0.0
         for k in range(nblk):
@@ -303,7 +316,9 @@ def adafactor_mat_stats(p: cython.const[cython.floating][::1], g: cython.const[c
         old = col[q]
         col[q] = s0
         col[q] = _average(old, _mean(col[q], rn, keras), w, b2, c2, keras)
+        restore_csr(ftz, csr)
     for m in prange(nmat):
+        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
         s0 = 0.0
         for r in range(nrows):
             s0 = s0 + float(row[m * nrows + r])
@@ -312,6 +327,7 @@ def adafactor_mat_stats(p: cython.const[cython.floating][::1], g: cython.const[c
         if not keras:
             mf = eps1 if mf < eps1 else mf  # torch: max(mean(R), eps1), NaN stays NaN
         rfac[m] = mf
+        restore_csr(ftz, csr)
     work[parts + items] = fixed_sum(work, parts, items)
 
 
@@ -323,7 +339,7 @@ def adafactor_mat_norm(g: cython.const[cython.floating][::1], row: cython.const[
                        e2: cython.floating, one: cython.floating, keras: cython.bint, grad_scale: cython.floating,
                        clip: cython.floating, work: cython.double[::1], nmat: cython.Py_ssize_t,
                        nrows: cython.Py_ssize_t, ncols: cython.Py_ssize_t, nblk: cython.Py_ssize_t,
-                       width: cython.Py_ssize_t) -> cython.void:
+                       width: cython.Py_ssize_t, ftz: cython.bint) -> cython.void:
     """(``g`` is the accumulator itself when a window's sum is in it: this pass only reads.)"""
     items: cython.Py_ssize_t = nmat * nblk
     rb: cython.Py_ssize_t = (nrows + nblk - 1) // nblk
@@ -342,7 +358,9 @@ def adafactor_mat_norm(g: cython.const[cython.floating][::1], row: cython.const[
     rv: cython.floating
     rf: cython.floating
     ui: cython.floating
+    csr: cython.uint
     for t in prange(items):
+        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
         m = t // nblk
         a = uidx(lanes + 2 * width * t)  # U lanes
         for j in range(uidx(0), uidx(width)):
@@ -362,6 +380,7 @@ def adafactor_mat_norm(g: cython.const[cython.floating][::1], row: cython.const[
                     ui = _direction(gi, _estimate(rv, col[cb + j], rf), e2, one, keras)
                     work[a + j] += sq(ui)
         work[parts + t] = fixed_sum(work, a, width)
+        restore_csr(ftz, csr)
     work[parts + items] = fixed_sum(work, parts, items)
 
 
@@ -376,7 +395,7 @@ def adafactor_mat_update(p: cython.floating[::1], g: cython.const[cython.floatin
                          ema: cython.floating[::1], ema_m: cython.floating, ema_c: cython.floating,
                          from_acc: cython.bint, use_ema: cython.bint, grad_scale: cython.floating,
                          clip: cython.floating, nmat: cython.Py_ssize_t, nrows: cython.Py_ssize_t,
-                         ncols: cython.Py_ssize_t) -> cython.void:
+                         ncols: cython.Py_ssize_t, ftz: cython.bint) -> cython.void:
     q: cython.Py_ssize_t
     m: cython.Py_ssize_t
     i: cython.Py_ssize_t
@@ -387,7 +406,9 @@ def adafactor_mat_update(p: cython.floating[::1], g: cython.const[cython.floatin
     rv: cython.floating
     rf: cython.floating
     pn: cython.floating
+    csr: cython.uint
     for q in prange(nmat * nrows):  # one row per iteration: the update has no reduction
+        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
         m = q // nrows
         rv = row[q]
         rf = rfac[m]
@@ -416,3 +437,4 @@ def adafactor_mat_update(p: cython.floating[::1], g: cython.const[cython.floatin
                 gi = scaled_grad(g[i], grad_scale, clip)
                 p[i] = _moved(_decayed(p[i], decay, wd, lr, kdecay),
                               _direction(gi, _estimate(rv, col[cb + j], rf), e2, one, keras), a, s)
+        restore_csr(ftz, csr)

@@ -23,11 +23,13 @@ from __future__ import annotations
 import cython
 
 if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import chunk_size, fixed_sum, scaled_grad, sq, uidx
+    from cython.cimports.fastopt._kernels._common import (chunk_size, denormals_flushed, fixed_sum, restore_csr,
+                                                          scaled_grad, sq, uidx)
     from cython.cimports.libc.math import sqrt
     from cython.parallel import prange
-else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
-    from fastopt._kernels._common import chunk_size, fixed_sum, prange, scaled_grad, sq, sqrt, uidx
+else:  # Numba and plain Python; the Numba loader rebinds prange, uidx and the csr helpers
+    from fastopt._kernels._common import (chunk_size, denormals_flushed, fixed_sum, prange, restore_csr, scaled_grad,
+                                          sq, sqrt, uidx)
 
 
 @cython.cfunc
@@ -59,7 +61,8 @@ def lamb_norms(p: cython.const[cython.floating][::1], g: cython.const[cython.flo
                bc1: cython.floating, bc2: cython.floating, eps: cython.floating, wd: cython.floating,
                lr: cython.floating, decay: cython.bint, acc: cython.floating[::1], acc_s: cython.floating,
                accumulate: cython.bint, grad_scale: cython.floating, clip: cython.floating,
-               work: cython.double[::1], chunk: cython.Py_ssize_t, width: cython.Py_ssize_t) -> cython.void:
+               work: cython.double[::1], chunk: cython.Py_ssize_t, width: cython.Py_ssize_t,
+               ftz: cython.bint) -> cython.void:
     n: cython.Py_ssize_t = p.shape[0]
     nparts: cython.Py_ssize_t = (n + chunk - 1) // chunk
     parts: cython.Py_ssize_t = 2 * width * nparts  # where the chunk partials start
@@ -75,7 +78,9 @@ def lamb_norms(p: cython.const[cython.floating][::1], g: cython.const[cython.flo
     gi: cython.floating
     mi: cython.floating
     vi: cython.floating
+    csr: cython.uint
     for c in prange(nparts):
+        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
         lo = c * chunk
         hi = min(lo + chunk, n)
         a = uidx(2 * width * c)  # this chunk's r lanes, then its pd lanes
@@ -107,6 +112,7 @@ def lamb_norms(p: cython.const[cython.floating][::1], g: cython.const[cython.flo
                     work[b + j] += sq(_decayed(p[i], wd, lr, decay))
         work[parts + c] = fixed_sum(work, a, width)
         work[parts + nparts + c] = fixed_sum(work, b, width)
+        restore_csr(ftz, csr)
     work[parts + 2 * nparts] = fixed_sum(work, parts, nparts)
     work[parts + 2 * nparts + 1] = fixed_sum(work, parts + nparts, nparts)
 
@@ -118,7 +124,7 @@ def lamb_update(p: cython.floating[::1], m: cython.const[cython.floating][::1],
                 v: cython.const[cython.floating][::1], bc1: cython.floating, bc2: cython.floating,
                 eps: cython.floating, wd: cython.floating, lr: cython.floating, decay: cython.bint,
                 step: cython.floating, ema: cython.floating[::1], ema_m: cython.floating, ema_c: cython.floating,
-                use_ema: cython.bint, nchunks: cython.Py_ssize_t) -> cython.void:
+                use_ema: cython.bint, nchunks: cython.Py_ssize_t, ftz: cython.bint) -> cython.void:
     n: cython.Py_ssize_t = p.shape[0]
     chunk: cython.Py_ssize_t = chunk_size(n, nchunks)
     c: cython.Py_ssize_t
@@ -126,7 +132,9 @@ def lamb_update(p: cython.floating[::1], m: cython.const[cython.floating][::1],
     lo: cython.Py_ssize_t
     hi: cython.Py_ssize_t
     pi: cython.floating
+    csr: cython.uint
     for c in prange(nchunks):
+        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
         lo = c * chunk
         hi = min(lo + chunk, n)
         if use_ema:
@@ -137,3 +145,4 @@ def lamb_update(p: cython.floating[::1], m: cython.const[cython.floating][::1],
         else:  # the plain loop on its own (as _template's)
             for i in range(uidx(lo), uidx(hi)):
                 p[i] = _decayed(p[i], wd, lr, decay) - step * _direction(m[i], v[i], bc1, bc2, eps)
+        restore_csr(ftz, csr)

@@ -24,10 +24,12 @@ from __future__ import annotations
 import cython
 
 if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import chunk_size, fixed_sum, scaled_grad, sq, uidx
+    from cython.cimports.fastopt._kernels._common import (chunk_size, denormals_flushed, fixed_sum, restore_csr,
+                                                          scaled_grad, sq, uidx)
     from cython.parallel import prange
-else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
-    from fastopt._kernels._common import chunk_size, fixed_sum, prange, scaled_grad, sq, uidx
+else:  # Numba and plain Python; the Numba loader rebinds prange, uidx and the csr helpers
+    from fastopt._kernels._common import (chunk_size, denormals_flushed, fixed_sum, prange, restore_csr, scaled_grad,
+                                          sq, uidx)
 
 
 @cython.cfunc
@@ -46,7 +48,7 @@ def _direction(gi: cython.floating, pi: cython.floating, wd: cython.floating) ->
 def lars_norms(p: cython.const[cython.floating][::1], g: cython.const[cython.floating][::1], wd: cython.floating,
                acc: cython.floating[::1], acc_s: cython.floating, accumulate: cython.bint,
                grad_scale: cython.floating, clip: cython.floating, work: cython.double[::1],
-               chunk: cython.Py_ssize_t, width: cython.Py_ssize_t) -> cython.void:
+               chunk: cython.Py_ssize_t, width: cython.Py_ssize_t, ftz: cython.bint) -> cython.void:
     n: cython.Py_ssize_t = p.shape[0]
     nparts: cython.Py_ssize_t = (n + chunk - 1) // chunk
     parts: cython.Py_ssize_t = 2 * width * nparts
@@ -61,7 +63,9 @@ def lars_norms(p: cython.const[cython.floating][::1], g: cython.const[cython.flo
     b: cython.Py_ssize_t
     gi: cython.floating
     pi: cython.floating
+    csr: cython.uint
     for c in prange(nparts):
+        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
         lo = c * chunk
         hi = min(lo + chunk, n)
         a = uidx(2 * width * c)  # this chunk's p lanes, then its d lanes
@@ -86,6 +90,7 @@ def lars_norms(p: cython.const[cython.floating][::1], g: cython.const[cython.flo
                     work[b + j] += sq(_direction(scaled_grad(g[i], grad_scale, clip), pi, wd))
         work[parts + c] = fixed_sum(work, a, width)
         work[parts + nparts + c] = fixed_sum(work, b, width)
+        restore_csr(ftz, csr)
     work[parts + 2 * nparts] = fixed_sum(work, parts, nparts)
     work[parts + 2 * nparts + 1] = fixed_sum(work, parts + nparts, nparts)
 
@@ -97,7 +102,8 @@ def lars_update(p: cython.floating[::1], g: cython.const[cython.floating][::1], 
                 wd: cython.floating, ratio: cython.floating, lr: cython.floating, momentum: cython.floating,
                 use_buf: cython.bint, nesterov: cython.bint, acc: cython.floating[::1], ema: cython.floating[::1],
                 ema_m: cython.floating, ema_c: cython.floating, from_acc: cython.bint, use_ema: cython.bint,
-                grad_scale: cython.floating, clip: cython.floating, nchunks: cython.Py_ssize_t) -> cython.void:
+                grad_scale: cython.floating, clip: cython.floating, nchunks: cython.Py_ssize_t,
+                ftz: cython.bint) -> cython.void:
     n: cython.Py_ssize_t = p.shape[0]
     chunk: cython.Py_ssize_t = chunk_size(n, nchunks)
     c: cython.Py_ssize_t
@@ -107,7 +113,9 @@ def lars_update(p: cython.floating[::1], g: cython.const[cython.floating][::1], 
     gi: cython.floating
     pi: cython.floating
     bi: cython.floating
+    csr: cython.uint
     for c in prange(nchunks):
+        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
         lo = c * chunk
         hi = min(lo + chunk, n)
         if from_acc or use_ema:
@@ -140,3 +148,4 @@ def lars_update(p: cython.floating[::1], g: cython.const[cython.floating][::1], 
                     if nesterov:
                         bi = gi + momentum * bi
                 p[i] = pi - bi
+        restore_csr(ftz, csr)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from fastopt import _backends
-from fastopt._validate import flag
 from fastopt.optimizers.base import Optimizer
 
 #: float64 lanes per chunk of a reduction pass: element i of a chunk adds to lane i % LANES, so the
@@ -31,15 +30,8 @@ class PerArrayOptimizer(Optimizer):
         self._scratch = {}  # parameter index -> its scratch arrays
         super().__init__(params, defaults, **kwargs)
 
-    @Optimizer.flush_denormals.setter
-    def flush_denormals(self, value):
-        if flag("flush_denormals", value):
-            raise ValueError(f"flush_denormals=True: {type(self).__name__}'s multi-pass kernels run unflushed; "
-                             "flushing denormals is available for the elementwise rules")
-        Optimizer.flush_denormals.fset(self, value)
-
     def _kernel(self, call, name, parallel):
-        return call.backend.kernel(name, call.dtype, parallel)
+        return call.named(name, parallel)
 
     def _scratch_for(self, call, key, size, dtype=np.float64):
         """The scratch array ``key`` of the call's parameter (allocated once, reused every step)."""

@@ -110,8 +110,8 @@ class Optimizer:
             (FTZ/DAZ, in every thread that runs a chunk, restored after it): denormal inputs read
             as 0 and denormal results become 0, which keeps denormal-heavy steps at full speed
             but changes those results (torch.optim, whose kernels do not flush, would keep the
-            tiny values). Off by default; elementwise rules on x86-64 with the numba and cython
-            backends (the python backend and other CPUs run unflushed).
+            tiny values). Off by default; every rule (each pass of the multi-pass ones) on x86-64
+            with the numba and cython backends (the python backend and other CPUs run unflushed).
         skip_nonfinite: check the gradients first (one reduction pass, the one global-norm
             clipping makes anyway) and skip a step with an inf or NaN, leaving parameters, states,
             EMA and step counts untouched; ``skipped_steps`` counts them (optax's apply_if_finite).
@@ -144,17 +144,15 @@ class Optimizer:
         if backend is not None:
             _backends.backend(backend)  # fail now, not at the first step
         self._backend_name = backend
-        self.clipnorm = positive_or_none("clipnorm", clipnorm)
-        self.clipvalue = positive_or_none("clipvalue", clipvalue)
-        self.global_clipnorm = positive_or_none("global_clipnorm", global_clipnorm)
-        if sum(x is not None for x in (self.clipnorm, self.clipvalue, self.global_clipnorm)) > 1:
-            raise ValueError("Only one of clipnorm, clipvalue and global_clipnorm can be set (as in Keras)")
-        self.use_ema = flag("use_ema", use_ema)
-        self.ema_momentum = real("ema_momentum", ema_momentum, low=0.0, high=1.0)
-        self.ema_overwrite_frequency = count_or_none("ema_overwrite_frequency", ema_overwrite_frequency, 1)
-        self.gradient_accumulation_steps = count_or_none("gradient_accumulation_steps",
-                                                         gradient_accumulation_steps, 2)
-        self.skip_nonfinite = flag("skip_nonfinite", skip_nonfinite)
+        self._clipnorm = self._clipvalue = self._global_clipnorm = None
+        self._use_ema = flag("use_ema", use_ema)
+        self._gradient_accumulation_steps = count_or_none("gradient_accumulation_steps",
+                                                          gradient_accumulation_steps, 2)
+        self._skip_nonfinite = False
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.ema_momentum = ema_momentum
+        self.ema_overwrite_frequency = ema_overwrite_frequency
+        self.skip_nonfinite = skip_nonfinite
         self._plan = None
         self.flush_denormals = flush_denormals
         self._seen_edit = -1  # the _edits count _hyper was validated at
@@ -210,6 +208,72 @@ class Optimizer:
         self._allocate(g, self._required_states(group) + self._extra_states())
         self._plan = None
         return self._params[start:]
+
+    # ------------------------------------------------------------------ training-loop options
+    # properties, so an assignment is validated like the keyword and the step's one "any option
+    # set?" test (``_options``) stays current
+    def _clip_option(name):
+        attr = "_" + name
+
+        def get(self):
+            return getattr(self, attr)
+
+        def set_(self, value):
+            value = positive_or_none(name, value)
+            others = [n for n in ("clipnorm", "clipvalue", "global_clipnorm")
+                      if n != name and getattr(self, "_" + n) is not None]
+            if value is not None and others:
+                raise ValueError(f"Only one of clipnorm, clipvalue and global_clipnorm can be set (as in Keras); "
+                                 f"{others[0]} is set")
+            setattr(self, attr, value)
+            self._options_changed()
+        return property(get, set_, doc=f"``{name}`` (see the class); None: off.")
+
+    clipnorm = _clip_option("clipnorm")
+    clipvalue = _clip_option("clipvalue")
+    global_clipnorm = _clip_option("global_clipnorm")
+    del _clip_option
+
+    @property
+    def skip_nonfinite(self):
+        """Whether a step whose gradients hold an inf or NaN is skipped (see the class)."""
+        return self._skip_nonfinite
+
+    @skip_nonfinite.setter
+    def skip_nonfinite(self, value):
+        self._skip_nonfinite = flag("skip_nonfinite", value)
+        self._options_changed()
+
+    @property
+    def use_ema(self):
+        """Whether the weight EMA is kept (fixed at construction: its arrays are allocated then)."""
+        return self._use_ema
+
+    @property
+    def gradient_accumulation_steps(self):
+        """The micro-steps per update, or None (fixed at construction: the accumulator is allocated then)."""
+        return self._gradient_accumulation_steps
+
+    @property
+    def ema_momentum(self):
+        return self._ema_momentum
+
+    @ema_momentum.setter
+    def ema_momentum(self, value):
+        self._ema_momentum = real("ema_momentum", value, low=0.0, high=1.0)
+
+    @property
+    def ema_overwrite_frequency(self):
+        return self._ema_overwrite_frequency
+
+    @ema_overwrite_frequency.setter
+    def ema_overwrite_frequency(self, value):
+        self._ema_overwrite_frequency = count_or_none("ema_overwrite_frequency", value, 1)
+
+    def _options_changed(self):
+        self._options = bool(self._gradient_accumulation_steps or self._use_ema or self._skip_nonfinite
+                             or self._clipnorm is not None or self._global_clipnorm is not None)
+        self._clip = math.inf if self._clipvalue is None else self._clipvalue
 
     @property
     def flush_denormals(self):
@@ -328,18 +392,17 @@ class Optimizer:
         if (plan is None or plan.backend.name != (self._backend_name or _backends._state["backend"])
                 or not plan.matches(grads, keys)):
             plan = self._plan = _Plan(self, grads, _backends.backend(self._backend_name), keys)
-        if self.gradient_accumulation_steps or self.use_ema or unscale != 1.0:
-            return self._step_options(plan, grads, hypers, unscale, check_finite or self.skip_nonfinite)
-        check_finite = check_finite or self.skip_nonfinite
         coefs = None
-        if check_finite or self.global_clipnorm is not None or self.clipnorm is not None:
-            coefs = self._clip_coefficients(plan, grads, check_finite)
+        if self._options or check_finite or unscale != 1.0:
+            if self._gradient_accumulation_steps or self._use_ema or unscale != 1.0:
+                return self._step_options(plan, grads, hypers, unscale, check_finite or self._skip_nonfinite)
+            coefs = self._clip_coefficients(plan, grads, check_finite or self._skip_nonfinite)
             if coefs is False:
                 self.skipped_steps += 1
                 return False
         threads = _backends._state["threads"]
         steps = self._steps
-        clip = self.clipvalue if self.clipvalue is not None else math.inf
+        clip = self._clip
         threshold = _backends.PARALLEL_THRESHOLD
         calls = plan.calls
         # several calls: every call's scalars first, so a bad scheduled lr raises before any write
@@ -746,13 +809,21 @@ class _Call:
     """One kernel call: a run of parameters consecutive in memory, with their states."""
 
     __slots__ = ("first", "stop", "group", "size", "p", "states", "dtype", "backend", "kernels",
-                 "kernel_name", "goff", "merged", "tail", "acc", "ema")
+                 "kernel_name", "goff", "merged", "tail", "acc", "ema", "by_name")
 
     def kernel(self, parallel):
         """The kernel for this call (``kernels[parallel]``, resolved on first use)."""
         k = self.kernels[parallel]
         if k is None:
             k = self.kernels[parallel] = self.backend.kernel(self.kernel_name, self.dtype, parallel)
+        return k
+
+    def named(self, name, parallel):
+        """Kernel ``name`` (one pass of a multi-pass rule) for this call, resolved on first use."""
+        key = (name, parallel)
+        k = self.by_name.get(key)
+        if k is None:
+            k = self.by_name[key] = self.backend.kernel(name, self.dtype, parallel)
         return k
 
     def grad(self, grads):
@@ -827,6 +898,7 @@ class _Plan:
             call.acc, call.ema = view("accumulated_grad"), view("ema")
             call.tail = (call.acc, call.ema, 1.0, 0.0, 0.0, False, False, opt._flush_denormals)
             call.backend, call.kernel_name, call.kernels = backend, opt.kernel, [None, None]
+            call.by_name = {}
             self.calls.append(call)
         self._norm_out = None
 

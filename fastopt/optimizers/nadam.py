@@ -7,10 +7,11 @@ from fastopt.optimizers.base import Optimizer
 
 
 class _RunningProduct:
-    """The momentum schedule's running product ``P_t = P_{t-1} * mu_t`` (``P_0 = 1``), multiplied
-    one step at a time in the source's grouping (so the bits match it), for any ``t``: the last
-    value and every 1024th are kept, so steps moving forward cost O(1) each and a step back at
-    most 1024 products."""
+    """The momentum schedule ``mu_t = b1 (1 - 0.5 q_t)``, ``q_t = 0.96^(t psi)``, and its running
+    product ``P_t = P_{t-1} * mu_t`` (``P_0 = 1``), multiplied one step at a time in the source's
+    grouping (so the bits match it), for any ``t``: the last value and every 1024th are kept, so
+    steps moving forward cost O(1) each (one power: q_{t+1} is kept for the next step) and a step
+    back at most 1024 products."""
 
     EVERY = 1024
 
@@ -18,23 +19,46 @@ class _RunningProduct:
         self.keras, self.b1, self.psi = keras, b1, psi
         self._marks = [1.0]  # P at t = 0, EVERY, 2 * EVERY, ...
         self._t, self._p = 0, 1.0
+        self._q = (1, 0.96 ** psi)  # (t, q_t) for the next step forward
 
-    def _advance(self, p, t):
-        b1, psi = self.b1, self.psi
+    def _power(self, t):
+        q = self._q
+        return q[1] if q[0] == t else 0.96 ** (t * self.psi)
+
+    def _advance(self, p, q):
         if self.keras:  # Keras: u_product * beta_1 * (1 - 0.5 * 0.96 ** t), left to right
-            return p * b1 * (1.0 - 0.5 * 0.96 ** (t * psi))
-        return p * (b1 * (1.0 - 0.5 * (0.96 ** (t * psi))))  # torch: mu_product * mu_t
+            return p * self.b1 * (1.0 - 0.5 * q)
+        return p * (self.b1 * (1.0 - 0.5 * q))  # torch: mu_product * mu_t
+
+    def _step_to(self, t):
+        self._t += 1
+        self._p = self._advance(self._p, self._power(self._t))
+        if self._t == len(self._marks) * self.EVERY:
+            self._marks.append(self._p)
 
     def __call__(self, t):
-        k = min(t // self.EVERY, len(self._marks) - 1)
-        if not (k * self.EVERY <= self._t <= t):
-            self._t, self._p = k * self.EVERY, self._marks[k]
+        """P_t."""
+        if t != self._t + 1:
+            k = min(t // self.EVERY, len(self._marks) - 1)
+            if not (k * self.EVERY <= self._t <= t):
+                self._t, self._p = k * self.EVERY, self._marks[k]
         while self._t < t:
-            self._t += 1
-            self._p = self._advance(self._p, self._t)
-            if self._t == len(self._marks) * self.EVERY:
-                self._marks.append(self._p)
+            self._step_to(t)
         return self._p
+
+    def at(self, t):
+        """(mu_t, mu_{t+1}, P_t) of step ``t``."""
+        b1, (qt, q) = self.b1, self._q
+        if qt != t:
+            q = 0.96 ** (t * self.psi)
+        if t == self._t + 1 and t % self.EVERY:  # the step after the last: one product, no mark
+            self._t, self._p = t, self._advance(self._p, q)
+            prod = self._p
+        else:
+            prod = self(t)
+        q_next = 0.96 ** ((t + 1) * self.psi)
+        self._q = (t + 1, q_next)
+        return b1 * (1.0 - 0.5 * q), b1 * (1.0 - 0.5 * q_next), prod
 
 
 class NAdam(Optimizer):
@@ -106,13 +130,15 @@ class NAdam(Optimizer):
 
     def _check_hyper(self, group, where):
         b1, b2 = betas(group["betas"], f"{where} betas")
-        return dict(lr=real(f"learning rate ({where} lr)", group["lr"], low=0.0), b1=b1, b2=b2,
-                    eps=real(f"epsilon value ({where} eps)", group["eps"], low=0.0),
-                    weight_decay=real(f"weight_decay value ({where})", group["weight_decay"], low=0.0),
-                    momentum_decay=real(f"momentum_decay value ({where})", group["momentum_decay"], low=0.0),
-                    decoupled=flag(f"decoupled_weight_decay ({where})", group["decoupled_weight_decay"]),
-                    maximize=flag(f"maximize ({where})", group["maximize"]),
-                    keras=check_convention(group["convention"], where) == "keras")
+        h = dict(lr=real(f"learning rate ({where} lr)", group["lr"], low=0.0), b1=b1, b2=b2,
+                 eps=real(f"epsilon value ({where} eps)", group["eps"], low=0.0),
+                 weight_decay=real(f"weight_decay value ({where})", group["weight_decay"], low=0.0),
+                 momentum_decay=real(f"momentum_decay value ({where})", group["momentum_decay"], low=0.0),
+                 decoupled=flag(f"decoupled_weight_decay ({where})", group["decoupled_weight_decay"]),
+                 maximize=flag(f"maximize ({where})", group["maximize"]),
+                 keras=check_convention(group["convention"], where) == "keras")
+        h["_products"] = self._product(h)
+        return h
 
     def _product(self, h):
         """The running product P_t of this group's momentum schedule (torch's mu_product,
@@ -127,15 +153,11 @@ class NAdam(Optimizer):
         return {"u_product" if h["keras"] else "mu_product": self._product(h)(step)}
 
     def _scalars(self, h, step):
-        b1, psi, lr = h["b1"], h["momentum_decay"], h["lr"]
+        lr = h["lr"]
+        mu, mu_next, prod = h["_products"].at(step)
         bc2 = 1.0 - h["b2"] ** step
-        prod = self._product(h)(step)
         if h["keras"]:
-            u = b1 * (1.0 - 0.5 * 0.96 ** (step * psi))
-            u_next = b1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
-            return (bc2, 0.0, 0.0, u_next, 1.0 - prod * u_next, 1.0 - u, 1.0 - prod)
-        mu = b1 * (1.0 - 0.5 * (0.96 ** (step * psi)))
-        mu_next = b1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * psi)))
+            return (bc2, 0.0, 0.0, mu_next, 1.0 - prod * mu_next, 1.0 - mu, 1.0 - prod)
         return (bc2, -lr * (1.0 - mu) / (1.0 - prod), (-lr * mu_next) / (1.0 - prod * mu_next),
                 0.0, 1.0, 0.0, 1.0)
 
