@@ -52,9 +52,12 @@ def extensions():
     # selects (no result changes: traps are off anyway); -O3 enables the loops' runtime alias checks
     # -fno-inline-functions*: GCC inlines only what is declared inline (the kernels' helpers). A
     # kernel inlined into its Python wrapper, whose memoryview structs have their address taken,
-    # kept its loops scalar and unswitched (a serial SGD step at 60K elements 52 us, 9.6 us without)
+    # kept its loops scalar and unswitched (a serial SGD step at 60K elements 52 us, 9.6 us without).
+    # vect-max-version-for-alias-checks: a loop over 6 arrays (Adan: p, g and 4 states) needs more
+    # than GCC's default 10 runtime overlap checks, and past them GCC leaves the loop scalar
     cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-fopenmp",
               "--param=max-unswitch-insns=1000", "--param=max-unswitch-level=6",
+              "--param=vect-max-version-for-alias-checks=100",
               "-fno-inline-functions", "-fno-inline-functions-called-once", "-fno-inline-small-functions"]
     march = os.environ.get("FASTOPT_MARCH") or default_march()
     if march:

@@ -135,3 +135,29 @@ def test_show_config_names_versions_backends_and_cpu(capsys):
     out = capsys.readouterr().out
     for word in ("fastopt", "numpy", "backend numba", "backend cython", "threads", "cpu"):
         assert word in out
+
+
+@pytest.mark.parametrize("modname", sorted(set(_backends._KERNEL_MODULE.values())))
+def test_every_kernel_has_a_serial_entry_without_openmp(modname):
+    """Each kernel module renders ``<kernel>_serial`` next to each kernel: the same loops with
+    no ``prange`` (an OpenMP region costs ~1.3 us a call, even with one thread)."""
+    import ast
+
+    from fastopt._kernels import _template
+    tree = ast.parse(_template.render(modname))
+    funcs = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
+    kernels = [k for k, m in _backends._KERNEL_MODULE.items() if m == modname]
+    for k in kernels:
+        serial = funcs[k + "_serial"]
+        assert [a.arg for a in serial.args.args] == [a.arg for a in funcs[k].args.args]
+        assert "prange" not in ast.unparse(serial)
+        assert "prange" in ast.unparse(funcs[k])
+
+
+def test_cython_runs_the_serial_entry_below_the_threshold():
+    require_backend("cython")
+    be = _backends.backend("cython")
+    for name in ("adam", "lamb_norms", "norm_partials", "stream"):
+        module = be._modules[_backends._KERNEL_MODULE[name]]
+        assert be.kernel(name, np.float32, False) is getattr(module, name + "_serial")["float"]
+        assert be.kernel(name, np.float64, True) is not getattr(module, name + "_serial")["double"]

@@ -53,9 +53,9 @@ from __future__ import annotations
 import cython
 
 if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import (chunk_size, denormals_flushed, lerp, restore_csr,
-                                                          scaled_grad, uidx)
-    from cython.cimports.libc.math import exp, fabs, log, pow, sqrt
+    from cython.cimports.fastopt._kernels._common import (chunk_size, denormals_flushed, fabs, lerp,
+                                                          restore_csr, scaled_grad, sqrt, uidx)
+    from cython.cimports.libc.math import exp, log, pow
     from cython.parallel import prange
 else:  # Numba and plain Python; the Numba loader rebinds prange, uidx and the csr helpers
     from fastopt._kernels._common import (chunk_size, denormals_flushed, exp, fabs, lerp, log, pow, prange,

@@ -24,8 +24,7 @@ import cython
 
 if cython.compiled:
     from cython.cimports.fastopt._kernels._common import (chunk_size, denormals_flushed, fixed_sum, restore_csr,
-                                                          scaled_grad, sq, uidx)
-    from cython.cimports.libc.math import sqrt
+                                                          scaled_grad, sq, sqrt, uidx)
     from cython.parallel import prange
 else:  # Numba and plain Python; the Numba loader rebinds prange, uidx and the csr helpers
     from fastopt._kernels._common import (chunk_size, denormals_flushed, fixed_sum, prange, restore_csr, scaled_grad,
