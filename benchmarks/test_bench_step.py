@@ -101,3 +101,16 @@ def test_bench_clip_pipeline(run_step, request, impl, size):
     except Unsupported as exc:
         pytest.skip(str(exc))
     run_step(step, size, _bpe("Adam", "float32") + 4, group=f"clip pipeline (global norm 1.0 + Adam float32 n={size})")
+
+
+@pytest.mark.parametrize("size", (65536, 1_048_576, 4_194_304), ids=size_id)
+@pytest.mark.parametrize("flush", (False, True), ids=("unflushed", "flush_denormals"))
+@pytest.mark.parametrize("grads", ("normal", "denormal"))
+@pytest.mark.parametrize("backend", ("numba", "cython"))
+def test_bench_denormal_grads(run_step, backend, grads, flush, size):
+    """Adam float32 on gradients that are (over 99%) float32 denormals, ~1e-39, against normal ones,
+    with and without ``flush_denormals``; one group per size, so the table gives the ratios."""
+    if not available(backend):
+        pytest.skip(f"fastopt backend {backend!r} is not available")
+    step = make_stepper("fastopt", "Adam", size, "float32", backend=backend, grads=grads, flush_denormals=flush)
+    run_step(step, size, _bpe("Adam", "float32"), group=f"denormal grads (Adam float32 {backend} n={size})")

@@ -417,9 +417,10 @@ def run(sizes=DEFAULT_SIZES, optimizers=DEFAULT_OPTIMIZERS, dtype="float32", thr
             variants = [("fastopt", b, False) for b in backends if "fastopt" in impls]
             variants += [("fastopt", b, True) for b in backends if "fastopt" in impls and flush_denormals]
             variants += [(i, None, False) for i in impls if i != "fastopt"]
+            labels = [f"fastopt[{backend}{',ftz' if ftz else ''}]" if impl == "fastopt" else impl
+                      for impl, backend, ftz in variants]
             steps, backend_of = {}, {}
-            for impl, backend, ftz in variants:
-                label = (f"fastopt[{backend}{',ftz' if ftz else ''}]" if impl == "fastopt" else impl)
+            for label, (impl, backend, ftz) in zip(labels, variants):
                 try:
                     steps[label] = make_stepper(impl, name, n, dtype, backend=backend, grads=grads,
                                                 flush_denormals=ftz)
@@ -451,8 +452,7 @@ def run(sizes=DEFAULT_SIZES, optimizers=DEFAULT_OPTIMIZERS, dtype="float32", thr
                                   "faults_per_step": faults[label], "agrees": agrees[label]})
             del steps
             gc.collect()  # free this case's buffers before the next allocates its own
-            order = {label: k for k, (label) in enumerate(
-                [f"fastopt[{b}]" if i == "fastopt" else i for i, b in variants])}
+            order = {label: k for k, label in enumerate(labels)}
             case_rows.sort(key=lambda r: order.get(r["impl"], len(order)))
             ref = next((r for r in case_rows if r["impl"].startswith("fastopt") and "time_us" in r), None)
             case_rows.sort(key=lambda r: r["impl"] != "ceiling(update)")

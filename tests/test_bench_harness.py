@@ -1,0 +1,29 @@
+"""``python -m fastopt bench``'s harness: the rows it returns (timing itself is not asserted)."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from fastopt import _bench
+
+
+@pytest.mark.parametrize("grads", ["normal", "denormal"])
+def test_run_labels_every_variant_and_checks_agreement(grads):
+    out = io.StringIO()
+    rows = _bench.run(sizes=[1000], optimizers=["Adam", "Lamb"], impls=["fastopt", "numpy"], backends=["numba"],
+                      repeat_time=0.002, out=out, grads=grads, flush_denormals=True)
+    timed = [r for r in rows if "time_us" in r]
+    for name in ("Adam", "Lamb"):
+        labels = [r["impl"] for r in timed if r["optimizer"] == name]
+        # fastopt first (the speedup reference), its flushed variant next, then the competitors
+        assert labels == ["fastopt[numba]", "fastopt[numba,ftz]", "numpy"]
+    for r in timed:
+        # flushing reads denormal gradients as 0: Lamb's normalized update then differs (as it should)
+        assert r["agrees"] or (grads == "denormal" and r["impl"].endswith(",ftz]")), r
+        assert r["time_us"] > 0 and r["gbps"] > 0 and r["pct_ceiling"] > 0
+        assert r["faults_per_step"] is None or r["faults_per_step"] >= 0
+    assert {r["impl"] for r in rows if "time_us" not in r and "gbps" in r} == {"ceiling(update)"}
+    text = out.getvalue()
+    assert "fastopt[numba,ftz]" in text
+    assert ("RESULTS DIFFER" in text) == (grads == "denormal" and not all(r["agrees"] for r in timed))
