@@ -33,6 +33,8 @@ BACKENDS = ("numba", "cython", "python")
 PARALLEL_THRESHOLD = 65536
 #: elements per partial of the norm reductions (fixed, so results do not depend on threads)
 NORM_CHUNK = 32768
+#: float64 lanes per chunk of the norm reductions (element i of a chunk adds to lane i % NORM_LANES)
+NORM_LANES = 32
 
 _KERNEL_DIR = os.path.join(os.path.dirname(__file__), "_kernels")
 #: kernel name -> module; an elementwise rule's kernel is named after its module

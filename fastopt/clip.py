@@ -49,7 +49,9 @@ def _norm(arrays, p, backend):
     for g in arrays:
         x = g.reshape(-1)
         out = np.empty(max(1, -(-x.size // chunk)))
-        backend.kernel("norm_partials", x.dtype, _backends.chunks_for(x.size) > 1)(x, out, chunk, kind, p)
+        lanes = np.empty(out.size * _backends.NORM_LANES)
+        backend.kernel("norm_partials", x.dtype, _backends.chunks_for(x.size) > 1)(
+            x, out, lanes, chunk, _backends.NORM_LANES, kind, p)
         total.append(out.max() if kind == 1 else math.fsum(out))  # ndarray.max propagates NaN
     if not total:
         return 0.0

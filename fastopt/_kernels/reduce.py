@@ -7,7 +7,10 @@
     kind 1:  max(|x_i|)            (inf-norm; NaN propagates)
     kind 2:  sum(|x_i|^power)      (p-norm to the p)
 
-Chunks have a fixed size, not one per thread, so the result does not depend on the number
+Each chunk is summed in ``width`` float64 lanes (element i of the chunk adds to lane i % width, as
+the per-array kernels do), the lanes then added in order (``lanes`` holds width per chunk): the loop
+vectorizes without reassociating. Four scalar accumulators before ran at 4-16 GB/s, one
+float64 add latency per element. Chunks have a fixed size, not one per thread, so the result does not depend on the number
 of threads or the backend. A non-finite element makes its partial non-finite, which is
 how callers detect non-finite gradients without a second pass.
 
@@ -19,10 +22,10 @@ from __future__ import annotations
 import cython
 
 if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import chunk_size, scaled_grad, uidx
+    from cython.cimports.fastopt._kernels._common import chunk_size, fixed_sum, scaled_grad, sq, uidx
     from cython.parallel import prange
 else:  # Numba and plain Python; the Numba loader rebinds prange and uidx
-    from fastopt._kernels._common import chunk_size, prange, scaled_grad, uidx
+    from fastopt._kernels._common import chunk_size, fixed_sum, prange, scaled_grad, sq, uidx
 
 
 @cython.cfunc
@@ -43,37 +46,49 @@ def _accumulate(s: cython.double, x: cython.double, kind: cython.int, power: cyt
 @cython.ccall
 @cython.nogil
 @cython.exceptval(check=False)
-def norm_partials(x: cython.const[cython.floating][::1], out: cython.double[::1], chunk: cython.Py_ssize_t,
-                  kind: cython.int, power: cython.double) -> cython.void:
+def norm_partials(x: cython.const[cython.floating][::1], out: cython.double[::1], lanes: cython.double[::1],
+                  chunk: cython.Py_ssize_t, width: cython.Py_ssize_t, kind: cython.int,
+                  power: cython.double) -> cython.void:
     n: cython.Py_ssize_t = x.shape[0]
     nparts: cython.Py_ssize_t = out.shape[0]
     c: cython.Py_ssize_t
-    i: cython.Py_ssize_t
+    k: cython.Py_ssize_t
+    j: cython.Py_ssize_t
     lo: cython.Py_ssize_t
     hi: cython.Py_ssize_t
-    s0: cython.double
-    s1: cython.double
-    s2: cython.double
-    s3: cython.double
+    a: cython.Py_ssize_t
+    base: cython.Py_ssize_t
+    s: cython.double
     for c in prange(nparts):
         lo = c * chunk
         hi = min(lo + chunk, n)
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        # four independent accumulators: the sum's order stays fixed without serializing on one
-        for i in range(uidx(lo), uidx(lo + (hi - lo) // 4 * 4), 4):
-            s0 = _accumulate(s0, x[i], kind, power)
-            s1 = _accumulate(s1, x[i + 1], kind, power)
-            s2 = _accumulate(s2, x[i + 2], kind, power)
-            s3 = _accumulate(s3, x[i + 3], kind, power)
-        for i in range(uidx(lo + (hi - lo) // 4 * 4), uidx(hi)):
-            s0 = _accumulate(s0, x[i], kind, power)
-        if kind == 1:
-            out[c] = _accumulate(_accumulate(_accumulate(s0, s1, kind, power), s2, kind, power), s3, kind, power)
+        a = uidx(width * c)
+        for j in range(uidx(0), uidx(width)):
+            lanes[a + j] = 0.0
+        # element lo + k * width + j adds to lane j: the loop over j vectorizes, and each lane's
+        # order (so the sum) is fixed. One loop per kind, so no branch on it stays inside.
+        if kind == 0:
+            for k in range((hi - lo + width - 1) // width):
+                base = uidx(lo + k * width)
+                for j in range(uidx(0), uidx(min(width, hi - lo - k * width))):
+                    lanes[a + j] += sq(x[base + j])
+        elif kind == 1:
+            for k in range((hi - lo + width - 1) // width):
+                base = uidx(lo + k * width)
+                for j in range(uidx(0), uidx(min(width, hi - lo - k * width))):
+                    lanes[a + j] = _accumulate(lanes[a + j], x[base + j], 1, power)
         else:
-            out[c] = (s0 + s1) + (s2 + s3)
+            for k in range((hi - lo + width - 1) // width):
+                base = uidx(lo + k * width)
+                for j in range(uidx(0), uidx(min(width, hi - lo - k * width))):
+                    lanes[a + j] = _accumulate(lanes[a + j], x[base + j], 2, power)
+        if kind == 1:
+            s = lanes[a]
+            for j in range(uidx(1), uidx(width)):
+                s = _accumulate(s, lanes[a + j], 1, power)
+            out[c] = s
+        else:
+            out[c] = fixed_sum(lanes, a, width)
 
 
 @cython.ccall

@@ -926,16 +926,19 @@ class _Plan:
         if self._norm_out is None:
             counts = [max(1, -(-c.size // chunk)) for c in self.calls]
             self._norm_out = np.zeros(sum(counts))
+            self._norm_lanes = np.zeros(sum(counts) * _backends.NORM_LANES)
             bounds = np.cumsum([0] + counts)
-            self._norm_slices = [self._norm_out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+            self._norm_slices = [(self._norm_out[a:b], self._norm_lanes[a * _backends.NORM_LANES:
+                                                                        b * _backends.NORM_LANES])
+                                 for a, b in zip(bounds[:-1], bounds[1:])]
         sums = []
-        for k, (call, out) in enumerate(zip(self.calls, self._norm_slices)):
+        for k, (call, (out, lanes)) in enumerate(zip(self.calls, self._norm_slices)):
             if only is not None and not only[k]:
                 sums.append(0.0)
                 continue
             x = call.grad(grads) if arrays is None else arrays[k]
-            call.backend.kernel("norm_partials", call.dtype, _backends.chunks_for(call.size) > 1)(
-                x, out, chunk, 0, 2.0)
+            call.named("norm_partials", _backends.chunks_for(call.size) > 1)(
+                x, out, lanes, chunk, _backends.NORM_LANES, 0, 2.0)
             sums.append(math.fsum(out))
         return sums
 
