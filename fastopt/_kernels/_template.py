@@ -100,8 +100,7 @@ def {name}_serial({serial_args}) -> cython.void:
 '''
 
 #: the loops over one chunk ``lo:hi``; ``{body}`` is the rule's per-element update
-_CHUNK = '''\
-csr = denormals_flushed(ftz)  # per chunk: every worker thread flushes while it runs this kernel
+_LOOPS = '''\
 if accumulate or use_ema:
     for i in range(uidx(lo), uidx(hi)):
         gi = g[i]
@@ -117,34 +116,54 @@ else:  # the plain loop on its own, so the compilers tune it as if the options d
     for i in range(uidx(lo), uidx(hi)):
         gi = scaled_grad(g[i], grad_scale, clip)
         pi = p[i]
-{body}
+{body}'''
+
+_CHUNK = '''\
+csr = denormals_flushed(ftz)  # per chunk: every worker thread flushes while it runs this kernel
+{loops}
 restore_csr(ftz, csr)'''
+
+
+def _unswitched(body, flags):
+    """The chunk's loops with each flag in ``flags`` tested once, outside them: one copy of the
+    loops per value, the flag a literal inside (the compilers drop the dead branch). Numba left
+    such a loop-invariant branch inside its vector loop."""
+    if not flags:
+        return _LOOPS.format(body=body)
+    flag, rest = flags[0], flags[1:]
+    on, off = (re.sub(rf"\b{flag}\b", value, body) for value in ("True", "False"))
+    return (f"if {flag}:\n{_indented(_unswitched(on, rest), 4)}\n"
+            f"else:\n{_indented(_unswitched(off, rest), 4)}")
 
 
 def _indented(text, spaces):
     return "\n".join(" " * spaces + ln if ln.strip() else "" for ln in text.splitlines())
 
 
-def elementwise(states=()):
-    """Marks a rule function (read by :func:`render`; importing a rule module runs nothing)."""
+def elementwise(states=(), unswitch=()):
+    """Marks a rule function (read by :func:`render`; importing a rule module runs nothing).
+    ``states`` name its state arrays; ``unswitch`` names boolean scalars tested once per chunk,
+    outside the loops (see ``_unswitched``)."""
     def mark(func):
         func.__fastopt_states__ = tuple(states)
+        func.__fastopt_unswitch__ = tuple(unswitch)
         return func
     return mark
 
 
 def _rule(tree):
-    """The ``@elementwise`` function of a parsed module and its ``states``, or (None, None)."""
+    """The ``@elementwise`` function of a parsed module and its options (``states``,
+    ``unswitch``), or (None, None)."""
     for node in tree.body:
         if not isinstance(node, ast.FunctionDef):
             continue
         for dec in node.decorator_list:
             if isinstance(dec, ast.Call) and getattr(dec.func, "id", None) == "elementwise":
-                states = ()
+                opts = {"states": (), "unswitch": ()}
                 for kw in dec.keywords:
-                    if kw.arg == "states":
-                        states = tuple(ast.literal_eval(kw.value))
-                return node, states
+                    if kw.arg in opts:
+                        opts[kw.arg] = tuple(ast.literal_eval(kw.value))
+                return node, opts
     return None, None
 
 
@@ -160,7 +179,7 @@ def render(modname):
     with open(path) as f:
         text = f.read()
     tree = ast.parse(text)
-    func, states = _rule(tree)
+    func, opts = _rule(tree)
     if func is None:
         return text + _serial_entries(text, tree)
     lines = text.splitlines()
@@ -174,7 +193,7 @@ def render(modname):
         and not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
     scalars = [f"{a.arg}: {ast.unparse(a.annotation)}" for a in func.args.args]
     args = (["p: cython.floating[::1]", "g: cython.const[cython.floating][::1]"]
-            + [f"{s}: cython.floating[::1]" for s in states] + scalars + list(TAIL))
+            + [f"{s}: cython.floating[::1]" for s in opts["states"]] + scalars + list(TAIL))
     decls, body = [], []
     for stmt in func.body:
         if isinstance(stmt, ast.AnnAssign) and stmt.value is None:
@@ -190,7 +209,7 @@ def render(modname):
     out = [_HEADER.format(source=f"fastopt/_kernels/{modname}.py"), f'"""{doc}"""' if doc else "",
            _IMPORTS]
     out.extend(e + "\n" for e in extra)
-    chunk = _CHUNK.format(body="\n".join(body))
+    chunk = _CHUNK.format(loops=_unswitched("\n".join(body), opts["unswitch"]))
     out.append("\n" + _KERNEL.format(name=func.name, args=(",\n" + " " * (len(func.name) + 5)).join(args),
                                      serial_args=(",\n" + " " * (len(func.name) + 12)).join(args),
                                      locals="\n".join(decls), parallel=_indented(chunk, 8),

@@ -17,7 +17,7 @@ import cython
 from fastopt._kernels._template import elementwise
 
 
-@elementwise(states=("m", "v"))
+@elementwise(states=("m", "v"), unswitch=("belief",))
 def moments(bc1: cython.floating, bc1n: cython.floating, bc2: cython.floating, lr: cython.floating,
             eps: cython.floating, eps_sqrt: cython.floating, b1: cython.floating, c1: cython.floating,
             b2: cython.floating, c2: cython.floating, eps_acc: cython.floating, belief: cython.bint,

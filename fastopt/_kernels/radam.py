@@ -18,7 +18,7 @@ import cython
 from fastopt._kernels._template import elementwise
 
 
-@elementwise(states=("m", "v"))
+@elementwise(states=("m", "v"), unswitch=("rectify",))
 def radam(bc1: cython.floating, sbc2: cython.floating, rect: cython.floating, rectify: cython.bint,
           lr: cython.floating, one: cython.floating, eps: cython.floating, c1: cython.floating,
           b2: cython.floating, c2: cython.floating, l2: cython.floating, decay: cython.floating):

@@ -25,7 +25,7 @@ import cython
 from fastopt._kernels._template import elementwise
 
 
-@elementwise(states=("buf",))
+@elementwise(states=("buf",), unswitch=("use_buf",))
 def sgd(lr: cython.floating, momentum: cython.floating, b_mom: cython.floating, c_damp: cython.floating,
         c_nest: cython.floating, weight_decay: cython.floating, kwd: cython.floating, klr: cython.floating,
         use_buf: cython.bint, nesterov: cython.bint, kdecay: cython.bint):
