@@ -25,6 +25,10 @@ source of the full kernel::
                     ema[i] = ema_m * ema[i] + ema_c * p[i]
             restore_csr(ftz, csr)                       # the thread's floating-point mode as it was
 
+A rule may name boolean scalars to unswitch (``@elementwise(states=..., unswitch=("flag",))``):
+each chunk then tests the flag once and runs one of two copies of the loops, the flag a literal in
+each (Numba keeps such loop-invariant branches inside its vector loops otherwise).
+
 That source is what the Numba and Python backends execute and what setup.py compiles with
 Cython, so the plumbing (and its performance tuning) lives here once and each rule module
 holds only its math. Arrays not in use are passed empty and never touched.
