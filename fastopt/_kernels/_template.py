@@ -85,22 +85,6 @@ def {name}({args}) -> cython.void:
         lo = c * chunk
         hi = min(lo + chunk, n)
 {parallel}
-
-
-@cython.ccall
-@cython.nogil
-@cython.exceptval(check=False)
-def {name}_serial({serial_args}) -> cython.void:
-    # the Cython backend's serial entry, the same loops over one chunk without an OpenMP region
-    # (a one-thread team costs ~1.3 us a call); Numba compiles the kernel above with parallel=False
-    i: cython.Py_ssize_t
-    lo: cython.Py_ssize_t = 0
-    hi: cython.Py_ssize_t = p.shape[0]
-    csr: cython.uint
-    gi: cython.floating
-    pi: cython.floating
-{locals}
-{serial}
 '''
 
 #: the loops over one chunk ``lo:hi``; ``{body}`` is the rule's per-element update
@@ -215,14 +199,13 @@ def render(modname):
     out.extend(e + "\n" for e in extra)
     chunk = _CHUNK.format(loops=_unswitched("\n".join(body), opts["unswitch"]))
     out.append("\n" + _KERNEL.format(name=func.name, args=(",\n" + " " * (len(func.name) + 5)).join(args),
-                                     serial_args=(",\n" + " " * (len(func.name) + 12)).join(args),
-                                     locals="\n".join(decls), parallel=_indented(chunk, 8),
-                                     serial=_indented(chunk, 4)))
-    return "\n".join(out)
+                                     locals="\n".join(decls), parallel=_indented(chunk, 8)))
+    text = "\n".join(out)
+    return text + _serial_entries(text, ast.parse(text))
 
 
 def _serial_entries(text, tree):
-    """A hand-written module's serial entries: each kernel with a ``prange`` loop again as
+    """A kernel module's serial entries: each kernel with a ``prange`` loop again as
     ``<kernel>_serial``, its ``prange`` loops plain ``range`` loops (sequentially the same
     iterations in the same order). The Cython backend calls them below the parallel threshold:
     a ``prange`` opens an OpenMP region even for one thread (~1.3 us a call)."""

@@ -30,9 +30,6 @@ class PerArrayOptimizer(Optimizer):
         self._scratch = {}  # parameter index -> its scratch arrays
         super().__init__(params, defaults, **kwargs)
 
-    def _kernel(self, call, name, parallel):
-        return call.named(name, parallel)
-
     def _scratch_for(self, call, key, size, dtype=np.float64):
         """The scratch array ``key`` of the call's parameter (allocated once, reused every step)."""
         k = (call.first, key)

@@ -211,11 +211,11 @@ class Adafactor(PerArrayOptimizer):
         first_decay = 1.0  # torch measures RMS(p) before its decay; Keras's decay is kdecay
         if len(shape) < 2:
             work = self._vector_work(call)
-            self._kernel(call, "adafactor_vec_norms", par)(
+            call.named("adafactor_vec_norms", par)(
                 call.p, g, var, w, b2, c2, add_eps, e2, 1.0, first_decay, wd, lr, kdecay, keras, acc, acc_s,
                 accumulate, scale, clip, work, _backends.NORM_CHUNK, LANES, ftz)
             a, s = self._step_size(keras, n, work[-2], work[-1], rho, eps2, d)
-            self._kernel(call, "adafactor_vec_update", par)(
+            call.named("adafactor_vec_update", par)(
                 call.p, g, var, e2, 1.0, decay, wd, lr, kdecay, a, s, keras, acc, ema, ema_m, ema_c, accumulate,
                 use_ema, scale, clip, nchunks, ftz)
             return
@@ -224,14 +224,14 @@ class Adafactor(PerArrayOptimizer):
         items = nmat * nblk
         work = self._scratch_for(call, "matrix", items * (ncols + 2 * LANES + 1) + 1)
         rfac = self._scratch_for(call, "rfac", nmat, call.dtype)
-        self._kernel(call, "adafactor_mat_stats", par)(
+        call.named("adafactor_mat_stats", par)(
             call.p, g, row, col, rfac, w, b2, c2, add_eps, eps1, float(nrows), float(ncols), first_decay, wd, lr,
             kdecay, keras, acc, acc_s, accumulate, scale, clip, work, nmat, nrows, ncols, nblk, LANES, ftz)
         p_sq = float(work[-1])
         # this pass only reads the gradient: with accumulation, straight from the window's sum
-        self._kernel(call, "adafactor_mat_norm", par)(acc if accumulate else g, row, col, rfac, e2, 1.0, keras, scale,
-                                                      clip, work, nmat, nrows, ncols, nblk, LANES, ftz)
+        call.named("adafactor_mat_norm", par)(acc if accumulate else g, row, col, rfac, e2, 1.0, keras, scale,
+                                              clip, work, nmat, nrows, ncols, nblk, LANES, ftz)
         a, s = self._step_size(keras, n, p_sq, work[-1], rho, eps2, d)
-        self._kernel(call, "adafactor_mat_update", par)(
+        call.named("adafactor_mat_update", par)(
             call.p, g, row, col, rfac, e2, 1.0, decay, wd, lr, kdecay, a, s, keras, acc, ema, ema_m, ema_c,
             accumulate, use_ema, scale, clip, nmat, nrows, ncols, ftz)

@@ -212,37 +212,42 @@ class Optimizer:
     # ------------------------------------------------------------------ training-loop options
     # properties, so an assignment is validated like the keyword and the step's one "any option
     # set?" test (``_options``) stays current
-    def _clip_option(name):
+    def _option(name, check, doc):
+        """A training-loop option as a property: ``check(self, value)`` validates an assignment
+        (returning the value to store) before it is stored."""
         attr = "_" + name
 
         def get(self):
             return getattr(self, attr)
 
         def set_(self, value):
+            setattr(self, attr, check(self, value))
+            self._options_changed()
+        return property(get, set_, doc=doc)
+
+    def _clip_check(name):
+        def check(self, value):
             value = positive_or_none(name, value)
             others = [n for n in ("clipnorm", "clipvalue", "global_clipnorm")
                       if n != name and getattr(self, "_" + n) is not None]
             if value is not None and others:
                 raise ValueError(f"Only one of clipnorm, clipvalue and global_clipnorm can be set (as in Keras); "
                                  f"{others[0]} is set")
-            setattr(self, attr, value)
-            self._options_changed()
-        return property(get, set_, doc=f"``{name}`` (see the class); None: off.")
+            return value
+        return check
 
-    clipnorm = _clip_option("clipnorm")
-    clipvalue = _clip_option("clipvalue")
-    global_clipnorm = _clip_option("global_clipnorm")
-    del _clip_option
-
-    @property
-    def skip_nonfinite(self):
-        """Whether a step whose gradients hold an inf or NaN is skipped (see the class)."""
-        return self._skip_nonfinite
-
-    @skip_nonfinite.setter
-    def skip_nonfinite(self, value):
-        self._skip_nonfinite = flag("skip_nonfinite", value)
-        self._options_changed()
+    clipnorm = _option("clipnorm", _clip_check("clipnorm"), "``clipnorm`` (see the class); None: off.")
+    clipvalue = _option("clipvalue", _clip_check("clipvalue"), "``clipvalue`` (see the class); None: off.")
+    global_clipnorm = _option("global_clipnorm", _clip_check("global_clipnorm"),
+                              "``global_clipnorm`` (see the class); None: off.")
+    skip_nonfinite = _option("skip_nonfinite", lambda self, v: flag("skip_nonfinite", v),
+                             "Whether a step whose gradients hold an inf or NaN is skipped (see the class).")
+    ema_momentum = _option("ema_momentum", lambda self, v: real("ema_momentum", v, low=0.0, high=1.0),
+                           "The weight EMA's momentum (see the class).")
+    ema_overwrite_frequency = _option("ema_overwrite_frequency",
+                                      lambda self, v: count_or_none("ema_overwrite_frequency", v, 1),
+                                      "Steps between overwrites of the parameters by their EMA, or None.")
+    del _option, _clip_check
 
     @property
     def use_ema(self):
@@ -253,22 +258,6 @@ class Optimizer:
     def gradient_accumulation_steps(self):
         """The micro-steps per update, or None (fixed at construction: the accumulator is allocated then)."""
         return self._gradient_accumulation_steps
-
-    @property
-    def ema_momentum(self):
-        return self._ema_momentum
-
-    @ema_momentum.setter
-    def ema_momentum(self, value):
-        self._ema_momentum = real("ema_momentum", value, low=0.0, high=1.0)
-
-    @property
-    def ema_overwrite_frequency(self):
-        return self._ema_overwrite_frequency
-
-    @ema_overwrite_frequency.setter
-    def ema_overwrite_frequency(self, value):
-        self._ema_overwrite_frequency = count_or_none("ema_overwrite_frequency", value, 1)
 
     def _options_changed(self):
         self._options = bool(self._gradient_accumulation_steps or self._use_ema or self._skip_nonfinite

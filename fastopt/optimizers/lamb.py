@@ -77,10 +77,10 @@ class Lamb(PerArrayOptimizer):
         acc, ema, acc_s, ema_m, ema_c, accumulate, use_ema, ftz = tail
         m, v = call.states
         work = self._vector_work(call)
-        self._kernel(call, "lamb_norms", nchunks > 1)(call.p, g, m, v, c1, c2, bc1, bc2, eps, wd, lr, decay, acc,
-                                                      acc_s, accumulate, scale, clip, work, _backends.NORM_CHUNK,
-                                                      LANES, ftz)
+        call.named("lamb_norms", nchunks > 1)(call.p, g, m, v, c1, c2, bc1, bc2, eps, wd, lr, decay, acc,
+                                              acc_s, accumulate, scale, clip, work, _backends.NORM_CHUNK,
+                                              LANES, ftz)
         r_norm, p_norm = math.sqrt(work[-2]), math.sqrt(work[-1])
         ratio = p_norm / r_norm if p_norm > 0 and r_norm > 0 else 1.0  # Keras: where(norm > 0, ...)
-        self._kernel(call, "lamb_update", nchunks > 1)(call.p, m, v, bc1, bc2, eps, wd, lr, decay, ratio * lr, ema,
-                                                       ema_m, ema_c, use_ema, nchunks, ftz)
+        call.named("lamb_update", nchunks > 1)(call.p, m, v, bc1, bc2, eps, wd, lr, decay, ratio * lr, ema,
+                                               ema_m, ema_c, use_ema, nchunks, ftz)

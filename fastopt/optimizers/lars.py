@@ -91,11 +91,11 @@ class LARS(PerArrayOptimizer):
         lr, wd, tc, eps, momentum, use_buf, nesterov = scalars
         acc, ema, acc_s, ema_m, ema_c, accumulate, use_ema, ftz = tail
         work = self._vector_work(call)
-        self._kernel(call, "lars_norms", nchunks > 1)(call.p, g, wd, acc, acc_s, accumulate, scale, clip, work,
-                                                      _backends.NORM_CHUNK, LANES, ftz)
+        call.named("lars_norms", nchunks > 1)(call.p, g, wd, acc, acc_s, accumulate, scale, clip, work,
+                                              _backends.NORM_CHUNK, LANES, ftz)
         p_norm, d_norm = math.sqrt(work[-2]), math.sqrt(work[-1])
         ratio = 1.0 if p_norm == 0 or d_norm == 0 else tc * p_norm / (d_norm + eps)
         # with accumulation the first pass left the window's sum in acc: the update reads it there
-        self._kernel(call, "lars_update", nchunks > 1)(call.p, g, call.states[0], wd, ratio, lr, momentum, use_buf,
-                                                       nesterov, acc, ema, ema_m, ema_c, accumulate, use_ema, scale,
-                                                       clip, nchunks, ftz)
+        call.named("lars_update", nchunks > 1)(call.p, g, call.states[0], wd, ratio, lr, momentum, use_buf,
+                                               nesterov, acc, ema, ema_m, ema_c, accumulate, use_ema, scale,
+                                               clip, nchunks, ftz)

@@ -30,12 +30,6 @@ class _RunningProduct:
             return p * self.b1 * (1.0 - 0.5 * q)
         return p * (self.b1 * (1.0 - 0.5 * q))  # torch: mu_product * mu_t
 
-    def _step_to(self, t):
-        self._t += 1
-        self._p = self._advance(self._p, self._power(self._t))
-        if self._t == len(self._marks) * self.EVERY:
-            self._marks.append(self._p)
-
     def __call__(self, t):
         """P_t."""
         if t != self._t + 1:
@@ -43,22 +37,22 @@ class _RunningProduct:
             if not (k * self.EVERY <= self._t <= t):
                 self._t, self._p = k * self.EVERY, self._marks[k]
         while self._t < t:
-            self._step_to(t)
+            self._t += 1
+            self._p = self._advance(self._p, self._power(self._t))
+            if self._t == len(self._marks) * self.EVERY:
+                self._marks.append(self._p)
         return self._p
 
     def at(self, t):
         """(mu_t, mu_{t+1}, P_t) of step ``t``."""
-        b1, (qt, q) = self.b1, self._q
-        if qt != t:
-            q = 0.96 ** (t * self.psi)
-        if t == self._t + 1 and t % self.EVERY:  # the step after the last: one product, no mark
+        q = self._power(t)
+        if t == self._t + 1 and t % self.EVERY:  # the step after the last, not a mark: one product
             self._t, self._p = t, self._advance(self._p, q)
-            prod = self._p
         else:
-            prod = self(t)
+            self(t)
         q_next = 0.96 ** ((t + 1) * self.psi)
         self._q = (t + 1, q_next)
-        return b1 * (1.0 - 0.5 * q), b1 * (1.0 - 0.5 * q_next), prod
+        return self.b1 * (1.0 - 0.5 * q), self.b1 * (1.0 - 0.5 * q_next), self._p
 
 
 class NAdam(Optimizer):

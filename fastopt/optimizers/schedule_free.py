@@ -130,24 +130,20 @@ class _ScheduleFree(Optimizer):
                 no_v = self._no_v[call.dtype] = self._empty(call.dtype)
             states = states + (no_v,)
         weights = self._weights
-        if call.stop - call.first == 1:  # one parameter (a flat buffer): its own averaging state
-            index = call.first
-            max_lr, weight_sum, ck = _averaging(*weights.get(index, _NO_WEIGHTS), lr_t, power)
-            call.kernel(nchunks > 1)(call.p, g, *states, rest[0], ck, 1.0 - ck, *rest[1:], *tail, scale, clip,
-                                     nchunks)
-            weights[index] = (max_lr, weight_sum)
-            return
         # one kernel call per run of parameters with the same averaging state: all of them, unless
         # their histories differ (a parameter skipped steps while the lr was edited)
-        runs, lo = [], 0  # [(max_lr, weight_sum), first element, end element, param indices]
-        for p in self._params[call.first:call.stop]:
-            w = weights.get(p.index, _NO_WEIGHTS)
-            if runs and runs[-1][0] == w:
-                runs[-1][2] += p.flat.size
-                runs[-1][3].append(p.index)
-            else:
-                runs.append([w, lo, lo + p.flat.size, [p.index]])
-            lo = runs[-1][2]
+        if call.stop - call.first == 1:  # one parameter (a flat buffer): one run, no search
+            runs = ((weights.get(call.first, _NO_WEIGHTS), 0, call.size, (call.first,)),)
+        else:
+            runs, lo = [], 0  # [(max_lr, weight_sum), first element, end element, param indices]
+            for p in self._params[call.first:call.stop]:
+                w = weights.get(p.index, _NO_WEIGHTS)
+                if runs and runs[-1][0] == w:
+                    runs[-1][2] += p.flat.size
+                    runs[-1][3].append(p.index)
+                else:
+                    runs.append([w, lo, lo + p.flat.size, [p.index]])
+                lo = runs[-1][2]
         for w, lo, hi, members in runs:
             max_lr, weight_sum, ck = _averaging(*w, lr_t, power)
             args = (rest[0], ck, 1.0 - ck) + rest[1:]
