@@ -12,10 +12,12 @@ than float32/float64, sparse or non-contiguous tensors) raise a ``TypeError``/``
 construction saying so; use ``torch.optim`` for those.
 
 Flat mode (``flat=True``, or ``flatten_parameters(model)`` before building the optimizer) moves
-every parameter and its gradient into views of one contiguous staggered buffer per dtype: the
-whole model steps in one kernel call, a fused global-norm clip needs one reduction, and autograd
-accumulates straight into the flat gradient buffer. In flat mode ``zero_grad()`` zeroes that
-buffer in place (``set_to_none`` is ignored, since the gradients must stay views of it).
+every parameter that requires grad, and its gradient, into views of one contiguous staggered
+buffer per dtype: the whole model steps in one kernel call and a fused global-norm clip needs one
+reduction. Gradients keep torch's meaning: ``zero_grad()`` sets them to None, a backward that
+reaches a parameter puts its gradient in the buffer (autograd accumulates in place there from the
+second backward on), and a parameter without a gradient (frozen, not reached, before the first
+backward) is skipped with its state untouched, as torch skips it.
 
 Accepted and ignored: ``foreach``, ``fused`` (fastopt is always fused). Rejected:
 ``capturable=True``, ``differentiable=True``.
@@ -53,7 +55,7 @@ class FlatParameters:
     """Parameters (and gradients) moved into one contiguous staggered buffer per dtype.
 
     Attributes:
-        params: the parameters, in order.
+        params: the parameters moved (those that require grad, in order).
         buffers: ``{dtype: (param_buffer, grad_buffer)}`` flat tensors.
     """
 
@@ -61,19 +63,56 @@ class FlatParameters:
         self.params = params
         self.buffers = {}
 
-    def zero_grad(self):
-        """Zero every gradient with one fill per buffer (the gradients stay views of it)."""
+    def zero_grad(self, set_to_none=True):
+        """As ``torch.optim.Optimizer.zero_grad`` for these parameters: ``set_to_none`` sets the
+        gradients to None (the next backward writes into the buffer again), else every gradient
+        buffer is zeroed with one fill."""
+        if set_to_none:
+            for p in self.params:
+                p.grad = None
+            return
         for _, grad_buffer in self.buffers.values():
             grad_buffer.zero_()
+        for p in self.params:
+            if p.grad is not None and p.grad is not p._fastopt_flat[2]:
+                p.grad.detach_()
+                p.grad.zero_()
+
+
+def _in_buffer(p):
+    """The flat-buffer views ``(param, grad, grad tensor)`` of ``p`` if ``p`` still lives there."""
+    flat = getattr(p, "_fastopt_flat", None)
+    if flat is None or flat[0].ctypes.data != p.data_ptr():
+        return None
+    return flat
+
+
+def _return_to_buffer(p):
+    """Post-accumulate hook of a flattened parameter: a gradient that autograd created outside the
+    flat buffer (the parameter's ``.grad`` was None, as after ``zero_grad()``, or another tensor)
+    is copied into the buffer and ``.grad`` becomes the buffer's view again; later backwards
+    accumulate into the buffer in place. A parameter that gets no gradient keeps ``.grad`` None,
+    so the optimizer skips it as torch does."""
+    flat = _in_buffer(p)
+    g = p.grad
+    if flat is None or g is None or g is flat[2]:
+        return
+    if (g.layout == torch.strided and g.device.type == "cpu" and g.dtype == p.dtype
+            and g.shape == p.shape):
+        flat[1][...] = g.detach().numpy() if g.is_contiguous() else g.detach().contiguous().numpy()
+        p.grad = flat[2]
 
 
 def flatten_parameters(model_or_params):
-    """Move parameters and their gradients into views of one staggered buffer per dtype.
+    """Move the parameters that require grad into views of one staggered buffer per dtype.
 
-    Each parameter's ``.data`` becomes a view of the parameter buffer (values kept) and its
-    ``.grad`` a view of the gradient buffer (existing gradients kept, else zeros), so autograd
-    accumulates into the buffer and a fastopt.torch optimizer steps the model in one kernel
-    call. Call it before building the optimizer (or pass ``flat=True`` to the optimizer).
+    Each such parameter's ``.data`` becomes a view of the parameter buffer (values kept). Its
+    gradient lives in a second buffer: an existing ``.grad`` is copied there, and whenever
+    autograd gives the parameter a gradient (after ``zero_grad()`` set it to None) the gradient is
+    moved there (a post-accumulate-grad hook), so the whole model steps in one kernel call. A
+    gradient stays None until backward gives one, so the optimizer skips exactly what torch
+    skips. Frozen parameters (``requires_grad=False``) stay where they are. Call it before
+    building the optimizer (or pass ``flat=True`` to the optimizer).
 
     Args:
         model_or_params: an ``nn.Module`` or an iterable of parameters.
@@ -88,20 +127,19 @@ def flatten_parameters(model_or_params):
     params = model_or_params.parameters() if isinstance(model_or_params, torch.nn.Module) else model_or_params
     unique, seen = [], set()
     for p in params:
-        if id(p) not in seen:
+        if id(p) not in seen and p.requires_grad:
             seen.add(id(p))
             unique.append(p)
+    for k, p in enumerate(unique):
+        _check_tensor(p, f"parameter {k}")
+        if p.grad is not None:
+            _check_tensor(p.grad, f"gradient of parameter {k}")
     flat = FlatParameters(unique)
     for dtype in dict.fromkeys(p.dtype for p in unique):
         members = [p for p in unique if p.dtype == dtype]
-        for k, p in enumerate(members):
-            _check_tensor(p, f"parameter {k}")
-        if dtype not in _NUMPY_DTYPES:
-            continue
         total = sum(p.numel() for p in members)
         pbuf = alloc_staggered(total, _NUMPY_DTYPES[dtype], fill=None)
         gbuf = alloc_staggered(total, _NUMPY_DTYPES[dtype], fill=0.0)
-        pflat, gflat = torch.from_numpy(pbuf), torch.from_numpy(gbuf)
         offset = 0
         with torch.no_grad():
             for p in members:
@@ -109,14 +147,17 @@ def flatten_parameters(model_or_params):
                 pview = pbuf[offset:offset + n].reshape(p.shape)
                 gview = gbuf[offset:offset + n].reshape(p.shape)
                 pview[...] = p.detach().numpy()
+                grad = torch.from_numpy(gview)
                 if p.grad is not None:
                     gview[...] = p.grad.detach().numpy()
                 p.data = torch.from_numpy(pview)
-                p.grad = torch.from_numpy(gview)
+                p.grad = grad if p.grad is not None else None
                 # the NumPy views of the flat buffers: adjacent views merge into one kernel call
-                p._fastopt_flat = (pview, gview, p.grad)
+                p._fastopt_flat = (pview, gview, grad)
+                if getattr(p, "_fastopt_hook", None) is None:  # one hook, whatever buffer p is in now
+                    p._fastopt_hook = p.register_post_accumulate_grad_hook(_return_to_buffer)
                 offset += n
-        flat.buffers[dtype] = (pflat, gflat)
+        flat.buffers[dtype] = (torch.from_numpy(pbuf), torch.from_numpy(gbuf))
     return flat
 
 
@@ -153,9 +194,8 @@ class _TorchOptimizer(torch.optim.Optimizer):
         arrays = []
         for k, p in enumerate(group["params"]):
             _check_tensor(p, f"param_groups[{gi}]['params'][{k}]")
-            flat = getattr(p, "_fastopt_flat", None)
-            arrays.append(flat[0] if flat is not None and flat[0].ctypes.data == p.data_ptr()
-                          else p.detach().numpy())
+            flat = _in_buffer(p)
+            arrays.append(flat[0] if flat is not None else p.detach().numpy())
         return {"params": arrays, **{k: group[k] for k in self._hyper}}
 
     def _fastopt_class(self):
@@ -192,7 +232,8 @@ class _TorchOptimizer(torch.optim.Optimizer):
                 entry["step"] = torch.from_numpy(counts[i:i + 1]).view(())
             for name in inner._exported_states(fp.group):
                 entry[name] = torch.from_numpy(fp.states[name].reshape(fp.array.shape))
-            self.state[p] = entry
+            if entry:  # as torch: a parameter without state (SGD without momentum) has no entry
+                self.state[p] = entry
             self._linked.add(i)
 
     def _sync_hyper(self):
@@ -213,9 +254,9 @@ class _TorchOptimizer(torch.optim.Optimizer):
                 grads.append(None)
                 keys.append(None)
                 continue
-            flat = getattr(p, "_fastopt_flat", None)
+            flat = _in_buffer(p)
             if flat is not None:
-                if g is not flat[2]:  # the gradient left the flat buffer (e.g. model.zero_grad())
+                if g is not flat[2]:  # a gradient assigned by hand, outside the flat buffer
                     _check_tensor(g, f"gradient of parameter {i}")
                     flat[1][...] = g.detach().numpy()
                     p.grad = flat[2]
@@ -245,25 +286,6 @@ class _TorchOptimizer(torch.optim.Optimizer):
         self._inner._step(grads, keys)
         self._link_state()
         return loss
-
-    def zero_grad(self, set_to_none=True):
-        """As torch's, except that gradients living in a flat buffer are zeroed in place (and
-        stay there, whatever ``set_to_none`` says)."""
-        if self._flat is not None:
-            self._flat.zero_grad()
-            return
-        if not any(getattr(p, "_fastopt_flat", None) is not None for p in self._tensors):
-            return super().zero_grad(set_to_none=set_to_none)
-        for p in self._tensors:
-            flat = getattr(p, "_fastopt_flat", None)
-            if flat is not None and p.grad is flat[2]:
-                flat[1].fill(0)
-            elif p.grad is not None:
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.detach_()
-                    p.grad.zero_()
 
     # -- state_dict: torch's format, validated by fastopt before anything changes
     def state_dict(self):

@@ -855,7 +855,9 @@ class _Plan:
         for i, (g, p) in enumerate(zip(grads, params)):
             if g is None:
                 continue
-            if merge and runs and _adjacent(params[runs[-1][-1]], p, grads[runs[-1][-1]], g, opt._steps):
+            # consecutive indices too: a skipped parameter's state lies between its neighbours'
+            if merge and runs and runs[-1][-1] == i - 1 and _adjacent(params[i - 1], p, grads[i - 1], g,
+                                                                      opt._steps):
                 runs[-1].append(i)
             else:
                 runs.append([i])
