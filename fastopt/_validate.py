@@ -9,10 +9,18 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def _framework_hint(x):
+    """What to use instead, for a framework's tensor passed to a NumPy optimizer."""
+    if type(x).__module__.split(".")[0] == "torch":
+        return ("; for torch tensors use fastopt.torch, e.g. fastopt.torch.Adam(model.parameters()), "
+                "which steps them in place")
+    return ""
+
+
 def check_param(a, where):
     """A parameter array: float32/float64 ndarray, C-contiguous, writeable."""
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"{where} must be a numpy.ndarray, got {type(a).__name__}")
+        raise TypeError(f"{where} must be a numpy.ndarray, got {type(a).__name__}{_framework_hint(a)}")
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{where} has dtype {a.dtype}; fastopt supports float32 and float64")
     if not a.flags.c_contiguous:
@@ -25,7 +33,7 @@ def check_param(a, where):
 def check_grad(g, p, where):
     """A gradient for parameter ``p``: same dtype and shape, C-contiguous."""
     if not isinstance(g, np.ndarray):
-        raise TypeError(f"{where} must be a numpy.ndarray, got {type(g).__name__}")
+        raise TypeError(f"{where} must be a numpy.ndarray, got {type(g).__name__}{_framework_hint(g)}")
     if g.dtype != p.dtype:
         raise TypeError(f"{where} has dtype {g.dtype} but its parameter has dtype {p.dtype}")
     if g.shape != p.shape:

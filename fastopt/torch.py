@@ -30,8 +30,9 @@ import torch
 from fastopt import optimizers as _fo
 from fastopt.flat import alloc_staggered
 
-__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "RAdam", "Rprop",
-           "flatten_parameters", "FlatParameters"]
+__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "RAdam", "Rprop", "NAdam", "ASGD",
+           "Adafactor", "Lion", "Lamb", "LARS", "Ftrl", "Yogi", "AdaBelief", "Adan", "ScheduleFreeAdamW",
+           "ScheduleFreeSGD", "AdamWScheduleFree", "SGDScheduleFree", "flatten_parameters", "FlatParameters"]
 
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
@@ -168,6 +169,10 @@ class _TorchOptimizer(torch.optim.Optimizer):
     #: the fastopt optimizer class and the hyperparameters it takes from each param group
     _fastopt = None
     _hyper = ()
+    #: torch-side group keys that the fastopt class spells differently (schedulefree's momentum: b1)
+    _renamed = {}
+    #: the dtype of scalar state (None: torch's scalar dtype, the default dtype, as torch.optim keeps it)
+    _scalar_dtype = None
 
     def __init__(self, params, defaults, *, switches, backend=None, flat=False, clipnorm=None,
                  clipvalue=None, global_clipnorm=None):
@@ -196,7 +201,7 @@ class _TorchOptimizer(torch.optim.Optimizer):
             _check_tensor(p, f"param_groups[{gi}]['params'][{k}]")
             flat = _in_buffer(p)
             arrays.append(flat[0] if flat is not None else p.detach().numpy())
-        return {"params": arrays, **{k: group[k] for k in self._hyper}}
+        return {"params": arrays, **{self._renamed.get(k, k): _number(group[k]) for k in self._hyper}}
 
     def _fastopt_class(self):
         return self._fastopt
@@ -210,8 +215,13 @@ class _TorchOptimizer(torch.optim.Optimizer):
             self._relink()
 
     def _relink(self):
-        """A step counter per parameter, and ``self.state`` pointed at views of it anew."""
-        self._step_counts = np.zeros(len(self._tensors), np.float32)
+        """A step counter per parameter, and ``self.state`` pointed at views of it anew. Counters
+        and scalar state (NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``) are 0-dim tensors of
+        torch's scalar dtype (the default dtype), as torch keeps them."""
+        dtype = _NUMPY_DTYPES.get(torch.get_default_dtype(), np.float32)
+        self._step_counts = np.zeros(len(self._tensors), dtype)
+        self._scalar_values = {name: np.zeros(len(self._tensors), self._scalar_dtype or dtype)
+                               for name in self._inner.scalar_state_names}
         self._linked = set()
         self._link_state()
 
@@ -220,6 +230,12 @@ class _TorchOptimizer(torch.optim.Optimizer):
         inner = self._inner
         counts = self._step_counts
         counts[:] = inner._steps
+        values = self._scalar_values
+        if values:  # derived from the step: refreshed after every step
+            for i, entry in enumerate(inner.state):
+                for name, array in values.items():
+                    if name in entry:
+                        array[i] = entry[name]
         if len(self._linked) == len(self._tensors):
             return
         for i, (p, fp) in enumerate(zip(self._tensors, inner._params)):
@@ -230,8 +246,15 @@ class _TorchOptimizer(torch.optim.Optimizer):
             entry = {}
             if inner.counts_steps:
                 entry["step"] = torch.from_numpy(counts[i:i + 1]).view(())
+            scalars = inner.state[i] if values else {}
+            for name, array in values.items():
+                if name in scalars:
+                    entry[name] = torch.from_numpy(array[i:i + 1]).view(())
+            group = inner.param_groups[fp.group]
             for name in inner._exported_states(fp.group):
-                entry[name] = torch.from_numpy(fp.states[name].reshape(fp.array.shape))
+                shape = inner._state_shape(name, fp, group)
+                if shape is not None:  # Adafactor: row_var/col_var for matrices, variance for vectors
+                    entry[name] = torch.from_numpy(fp.states[name].reshape(shape))
             if entry:  # as torch: a parameter without state (SGD without momentum) has no entry
                 self.state[p] = entry
             self._linked.add(i)
@@ -240,9 +263,7 @@ class _TorchOptimizer(torch.optim.Optimizer):
         """Copy edits of torch's param groups (schedulers, users) into the fastopt groups."""
         for group, inner in zip(self.param_groups, self._inner.param_groups):
             for key in self._hyper:
-                value = group[key]
-                if isinstance(value, torch.Tensor):
-                    value = value.item()
+                value, key = _number(group[key]), self._renamed.get(key, key)
                 if value != inner[key]:
                     inner[key] = value
 
@@ -298,6 +319,9 @@ class _TorchOptimizer(torch.optim.Optimizer):
         for group in state_dict["param_groups"]:
             converted["param_groups"].append({k: (v.item() if isinstance(v, torch.Tensor) and k != "params" else v)
                                               for k, v in group.items() if k in self._hyper or k == "params"})
+            group = converted["param_groups"][-1]
+            for k in [k for k in group if k in self._renamed]:
+                group[self._renamed[k]] = group.pop(k)
         for key, entry in state_dict["state"].items():
             converted["state"][key] = {
                 name: (int(value.item()) if name == "step" else value.detach().cpu().numpy())
@@ -306,6 +330,14 @@ class _TorchOptimizer(torch.optim.Optimizer):
         self._inner.load_state_dict(converted)  # validates everything first
         super().load_state_dict(state_dict)
         self._relink()
+
+
+def _number(value):
+    """A hyperparameter as fastopt takes it: a 0-dim tensor (a tensor lr, as torch.optim accepts
+    and schedulers write) becomes its Python number."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return value
 
 
 def _switches(**kwargs):
@@ -427,3 +459,192 @@ class Rprop(_TorchOptimizer):
         defaults = dict(lr=lr, etas=etas, step_sizes=step_sizes, maximize=maximize)
         super().__init__(params, defaults, switches=_switches(
             foreach=foreach, capturable=capturable, differentiable=differentiable), **options)
+
+
+# ---------------------------------------------------------------------------------- the rest of torch.optim
+class NAdam(_TorchOptimizer):
+    __doc__ = ("Drop-in ``torch.optim.NAdam`` on fastopt kernels. State as torch's: ``step``, ``mu_product`` "
+               "(0-dim tensors), ``exp_avg``, ``exp_avg_sq``.\n\n" + (_fo.NAdam.__doc__ or ""))
+    _fastopt = _fo.NAdam
+    _hyper = ("lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay", "maximize")
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
+                 decoupled_weight_decay=False, *, foreach=None, maximize=False, capturable=False,
+                 differentiable=False, **options):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
+                        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(
+            foreach=foreach, capturable=capturable, differentiable=differentiable), **options)
+
+
+class ASGD(_TorchOptimizer):
+    __doc__ = ("Drop-in ``torch.optim.ASGD`` on fastopt kernels. State as torch's: ``step``, ``eta``, ``mu`` "
+               "(0-dim tensors), ``ax``.\n\n" + (_fo.ASGD.__doc__ or ""))
+    _fastopt = _fo.ASGD
+    _hyper = ("lr", "lambd", "alpha", "t0", "weight_decay", "maximize")
+
+    def __init__(self, params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, foreach=None,
+                 maximize=False, differentiable=False, capturable=False, **options):
+        defaults = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(
+            foreach=foreach, capturable=capturable, differentiable=differentiable), **options)
+
+
+class Adafactor(_TorchOptimizer):
+    __doc__ = ("Drop-in ``torch.optim.Adafactor`` on fastopt kernels. State as torch's: ``step``, and "
+               "``row_var``/``col_var`` (shapes ``(..., m, 1)``/``(..., 1, n)``) for tensors of 2 or more "
+               "dimensions, ``variance`` for vectors and scalars.\n\n" + (_fo.Adafactor.__doc__ or ""))
+    _fastopt = _fo.Adafactor
+    _hyper = ("lr", "beta2_decay", "eps", "d", "weight_decay", "maximize")
+
+    def __init__(self, params, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, *,
+                 foreach=None, maximize=False, **options):
+        defaults = dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(foreach=foreach), **options)
+
+
+# ---------------------------------------------------------------------------------- beyond torch.optim
+# torch.optim has none of these: the signatures follow fastopt's classes (the math's source: Keras,
+# optax, the papers) with torch's names, Lion's default lr follows lion-pytorch, and the schedule-free
+# pair takes the schedulefree package's argument order and its train()/eval(). State names are
+# fastopt's (each class's docstring lists them).
+class Lion(_TorchOptimizer):
+    __doc__ = ("Lion on fastopt kernels; lion-pytorch's signature and default lr (1e-4) and the same update "
+               "(decoupled decay first). State: ``step``, ``exp_avg``.\n\n" + (_fo.Lion.__doc__ or ""))
+    _fastopt = _fo.Lion
+    _hyper = ("lr", "betas", "weight_decay", "maximize")
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False, foreach=None,
+                 **options):
+        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(foreach=foreach), **options)
+
+
+class Lamb(_TorchOptimizer):
+    __doc__ = ("LAMB on fastopt kernels (optax's/Keras's rule). State: ``step``, ``exp_avg``, "
+               "``exp_avg_sq``.\n\n" + (_fo.Lamb.__doc__ or ""))
+    _fastopt = _fo.Lamb
+    _hyper = ("lr", "betas", "eps", "weight_decay", "maximize")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.0, *, maximize=False,
+                 foreach=None, **options):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(foreach=foreach), **options)
+
+
+class LARS(_TorchOptimizer):
+    __doc__ = ("LARS on fastopt kernels (optax's rule). State: ``step``, ``momentum_buffer`` (with "
+               "momentum).\n\n" + (_fo.LARS.__doc__ or ""))
+    _fastopt = _fo.LARS
+    _hyper = ("lr", "weight_decay", "trust_coefficient", "eps", "momentum", "nesterov", "maximize")
+
+    def __init__(self, params, lr=1e-3, weight_decay=0.0, trust_coefficient=0.001, eps=0.0, momentum=0.9,
+                 nesterov=False, *, maximize=False, foreach=None, **options):
+        defaults = dict(lr=lr, weight_decay=weight_decay, trust_coefficient=trust_coefficient, eps=eps,
+                        momentum=momentum, nesterov=nesterov, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(foreach=foreach), **options)
+
+
+class Ftrl(_TorchOptimizer):
+    __doc__ = ("FTRL-proximal on fastopt kernels (Keras's rule and argument names). State: ``step``, "
+               "``accumulator``, ``linear``.\n\n" + (_fo.Ftrl.__doc__ or ""))
+    _fastopt = _fo.Ftrl
+    _hyper = ("lr", "learning_rate_power", "initial_accumulator_value", "l1", "l2", "l2_shrinkage", "beta",
+              "weight_decay", "maximize")
+
+    def __init__(self, params, lr=1e-3, learning_rate_power=-0.5, initial_accumulator_value=0.1, l1=0.0, l2=0.0,
+                 l2_shrinkage=0.0, beta=0.0, weight_decay=0.0, *, maximize=False, foreach=None, **options):
+        defaults = dict(lr=lr, learning_rate_power=learning_rate_power,
+                        initial_accumulator_value=initial_accumulator_value, l1=l1, l2=l2,
+                        l2_shrinkage=l2_shrinkage, beta=beta, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(foreach=foreach), **options)
+
+
+class Yogi(_TorchOptimizer):
+    __doc__ = ("Yogi on fastopt kernels (optax's rule). State: ``step``, ``exp_avg``, ``exp_avg_sq``.\n\n"
+               + (_fo.Yogi.__doc__ or ""))
+    _fastopt = _fo.Yogi
+    _hyper = ("lr", "betas", "eps", "eps_root", "initial_accumulator_value", "maximize")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-3, eps_root=0.0, initial_accumulator_value=1e-6,
+                 *, maximize=False, foreach=None, **options):
+        defaults = dict(lr=lr, betas=betas, eps=eps, eps_root=eps_root,
+                        initial_accumulator_value=initial_accumulator_value, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(foreach=foreach), **options)
+
+
+class AdaBelief(_TorchOptimizer):
+    __doc__ = ("AdaBelief on fastopt kernels (optax's rule). State: ``step``, ``exp_avg``, ``exp_avg_var``.\n\n"
+               + (_fo.AdaBelief.__doc__ or ""))
+    _fastopt = _fo.AdaBelief
+    _hyper = ("lr", "betas", "eps", "eps_root", "nesterov", "maximize")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-16, eps_root=1e-16, nesterov=False, *,
+                 maximize=False, foreach=None, **options):
+        defaults = dict(lr=lr, betas=betas, eps=eps, eps_root=eps_root, nesterov=nesterov, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(foreach=foreach), **options)
+
+
+class Adan(_TorchOptimizer):
+    __doc__ = ("Adan on fastopt kernels (optax's rule). State: ``step``, ``exp_avg``, ``exp_avg_diff``, "
+               "``exp_avg_sq``, ``pre_grad``.\n\n" + (_fo.Adan.__doc__ or ""))
+    _fastopt = _fo.Adan
+    _hyper = ("lr", "betas", "eps", "eps_root", "weight_decay", "maximize")
+
+    def __init__(self, params, lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, eps_root=1e-8, weight_decay=0.0, *,
+                 maximize=False, foreach=None, **options):
+        defaults = dict(lr=lr, betas=betas, eps=eps, eps_root=eps_root, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(foreach=foreach), **options)
+
+
+class _ScheduleFree(_TorchOptimizer):
+    """``train()``/``eval()`` as the schedulefree package's optimizers: call ``eval()`` before
+    evaluating (the parameters then hold x) and ``train()`` before training on (back to y)."""
+
+    _scalar_dtype = np.float64  # max_lr and weight_sum: no torch convention; kept exactly
+
+    def train(self):
+        """Training mode: the parameters hold y (a no-op when already training)."""
+        self._inner.train()
+
+    def eval(self):
+        """Evaluation mode: the parameters hold x; ``step()`` raises until ``train()``."""
+        self._inner.eval()
+
+    @property
+    def training(self):
+        return self._inner.training
+
+
+class ScheduleFreeAdamW(_ScheduleFree):
+    __doc__ = ("Schedule-free AdamW on fastopt kernels (optax's rule) with the schedulefree package's "
+               "``AdamWScheduleFree`` argument order and ``train()``/``eval()``. State: ``step``, ``z``, ``x``, "
+               "``exp_avg_sq``, ``max_lr``, ``weight_sum``.\n\n" + (_fo.ScheduleFreeAdamW.__doc__ or ""))
+    _fastopt = _fo.ScheduleFreeAdamW
+    _hyper = ("lr", "betas", "eps", "weight_decay", "warmup_steps", "weight_lr_power", "maximize")
+
+    def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0,
+                 weight_lr_power=2.0, *, maximize=False, foreach=None, **options):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                        weight_lr_power=weight_lr_power, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(foreach=foreach), **options)
+
+
+class ScheduleFreeSGD(_ScheduleFree):
+    __doc__ = ("Schedule-free SGD on fastopt kernels (optax's rule) with the schedulefree package's "
+               "``SGDScheduleFree`` arguments (``momentum`` is optax's ``b1``) and ``train()``/``eval()``. "
+               "State: ``step``, ``z``, ``x``, ``max_lr``, ``weight_sum``.\n\n" + (_fo.ScheduleFreeSGD.__doc__ or ""))
+    _fastopt = _fo.ScheduleFreeSGD
+    _hyper = ("lr", "momentum", "weight_decay", "warmup_steps", "weight_lr_power", "maximize")
+    _renamed = {"momentum": "b1"}
+
+    def __init__(self, params, lr=1.0, momentum=0.9, weight_decay=0.0, warmup_steps=0, weight_lr_power=2.0, *,
+                 maximize=False, foreach=None, **options):
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                        weight_lr_power=weight_lr_power, maximize=maximize)
+        super().__init__(params, defaults, switches=_switches(foreach=foreach), **options)
+
+
+#: the schedulefree package's names
+AdamWScheduleFree = ScheduleFreeAdamW
+SGDScheduleFree = ScheduleFreeSGD

@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import fastopt.torch as ft  # noqa: E402
+from tests.conftest import torch_default_dtype  # noqa: E402
 
 #: (name, hyperparameters) for every optimizer both libraries have
 CONFIGS = [
@@ -24,6 +25,11 @@ CONFIGS = [
     ("Adamax", dict(lr=3e-3, betas=(0.8, 0.99))),
     ("RAdam", dict(lr=3e-3, betas=(0.8, 0.9), weight_decay=1e-2, decoupled_weight_decay=True)),
     ("Rprop", dict(lr=1e-3, etas=(0.4, 1.3), step_sizes=(1e-5, 1.0))),
+    ("NAdam", dict(lr=3e-3, momentum_decay=0.01)),
+    ("NAdam", dict(lr=3e-3, weight_decay=1e-2, decoupled_weight_decay=True)),
+    ("ASGD", dict(lr=0.05, lambd=1e-3, t0=20)),
+    ("Adafactor", dict(lr=3e-3, weight_decay=1e-2)),
+    ("Adafactor", dict(lr=1e-2, beta2_decay=-0.6, eps=(1e-20, 1e-3), d=2.0)),
 ]
 
 
@@ -93,6 +99,12 @@ def train(model, opt, data, steps=200, *, scheduler=None, scaler=None, clip=None
     return np.array(losses)
 
 
+def scalar_dtype(dtype):
+    """torch's scalar state (NAdam's mu_product, ASGD's eta, mu) has the default dtype: float64
+    runs compare under a float64 default (fastopt keeps these scalars in double)."""
+    return torch_default_dtype(torch, np.float64 if dtype == torch.float64 else np.float32)
+
+
 def pair(make_model, dtype, seed=0):
     torch.manual_seed(seed)
     a = make_model().to(dtype)
@@ -110,12 +122,15 @@ def rtol_for(dtype):
 def test_loss_curves_match_torch(cfg, dtype, make_model, digits):
     name, hyper = cfg
     a, b = pair(make_model, dtype)
-    expected = train(a, getattr(torch.optim, name)(a.parameters(), foreach=False, **hyper), digits)
-    got = train(b, getattr(ft, name)(b.parameters(), **hyper), digits)
-    np.testing.assert_allclose(got, expected, rtol=rtol_for(dtype))
+    with scalar_dtype(dtype):
+        expected = train(a, getattr(torch.optim, name)(a.parameters(), foreach=False, **hyper), digits)
+        got = train(b, getattr(ft, name)(b.parameters(), **hyper), digits)
+    # float32 Adafactor: its row and column statistics are sums that fastopt and torch round in a
+    # different order; over 200 steps the curves part by up to ~2e-5
+    rtol = rtol_for(dtype) * (5 if name == "Adafactor" and dtype == torch.float32 else 1)
+    np.testing.assert_allclose(got, expected, rtol=rtol)
     for pa, pb in zip(a.parameters(), b.parameters()):
-        np.testing.assert_allclose(pb.detach().numpy(), pa.detach().numpy(), rtol=100 * rtol_for(dtype),
-                                   atol=100 * rtol_for(dtype))
+        np.testing.assert_allclose(pb.detach().numpy(), pa.detach().numpy(), rtol=100 * rtol, atol=100 * rtol)
 
 
 @pytest.mark.parametrize("flat", [False, True], ids=["per-tensor", "flat"])
@@ -170,6 +185,11 @@ def test_grad_scaler_skips_a_step_with_inf():
 def test_state_dict_interchange_with_torch(cfg, direction, digits):
     """Train 40 steps with one library, load its state_dict into the other, continue 40 steps:
     the result equals training 80 steps with the first."""
+    with scalar_dtype(torch.float64):
+        _interchange(cfg, direction, digits)
+
+
+def _interchange(cfg, direction, digits):
     name, hyper = cfg
     first, second = (torch.optim, ft) if direction == "torch->fastopt" else (ft, torch.optim)
     kw = {"foreach": False} if first is torch.optim else {}
@@ -318,3 +338,24 @@ def test_add_param_group_mid_training_keeps_state_like_torch(digits):
     w = b[0].weight
     assert float(opt_b.state[w]["step"]) == 40.0
     assert float(opt_b.state[b[2].weight]["step"]) == 20.0
+
+
+def test_numpy_class_given_torch_parameters_points_to_fastopt_torch():
+    import fastopt
+    with pytest.raises(TypeError, match=r"params\[0\].*Parameter.*fastopt\.torch\.Adam"):
+        fastopt.Adam(mlp().parameters())
+    opt = fastopt.Adam([np.zeros(3)])
+    with pytest.raises(TypeError, match=r"grads\[0\].*fastopt\.torch"):
+        opt.step([torch.zeros(3)])
+
+
+def test_tensor_learning_rate_is_accepted_as_in_torch():
+    p, q = (torch.nn.Parameter(torch.ones(3, dtype=torch.float64)) for _ in range(2))
+    fopt = ft.SGD([p], lr=torch.tensor(0.1), momentum=0.9)
+    topt = torch.optim.SGD([q], lr=torch.tensor(0.1), momentum=0.9)
+    for step in range(3):
+        for t, o in ((p, fopt), (q, topt)):
+            t.grad = torch.full((3,), float(step + 1), dtype=torch.float64)
+            o.step()
+        fopt.param_groups[0]["lr"] = topt.param_groups[0]["lr"] = torch.tensor(0.05)
+    torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-14, atol=0)
