@@ -58,7 +58,35 @@ def _cpu_count():
         return os.cpu_count() or 1
 
 
-_state = {"threads": _cpu_count(), "backend": None}
+#: environment variables by which launchers give the number of processes on this node
+_LOCAL_SIZE_VARS = ("LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE")
+
+
+def default_threads(environ=None):
+    """Kernel threads when the user sets none: ``FASTOPT_NUM_THREADS`` if set, else the cores this
+    process may use (its affinity mask) shared among the processes of a launcher on this node
+    (torchrun's ``LOCAL_WORLD_SIZE``, Open MPI's, MPICH's), so that the ranks of a ``torchrun
+    --nproc-per-node=k`` job do not oversubscribe the cores. torchrun's ``OMP_NUM_THREADS=1`` is
+    not followed: it is meant for the ranks' intra-op pools, and would leave the optimizer step
+    single-threaded. A mask smaller than the machine means the launcher pinned this rank already,
+    and is used whole."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("FASTOPT_NUM_THREADS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"FASTOPT_NUM_THREADS must be a positive integer, got {value!r}")
+        return int(value)
+    cores = _cpu_count()
+    if cores < (os.cpu_count() or cores):
+        return cores
+    for name in _LOCAL_SIZE_VARS:
+        local = environ.get(name, "").strip()
+        if local.isdigit() and int(local) >= 1:
+            return max(1, cores // int(local))
+    return cores
+
+
+_state = {"threads": default_threads(), "backend": None}
 
 
 def _load_source(modname, variant, rebind):

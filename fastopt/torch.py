@@ -24,6 +24,8 @@ Accepted and ignored: ``foreach``, ``fused`` (fastopt is always fused). Rejected
 """
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import torch
 
@@ -37,7 +39,27 @@ __all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
+def _local(t):
+    """The tensor fastopt steps: a DTensor's local shard (FSDP2's parameters and gradients), else
+    ``t`` itself."""
+    to_local = getattr(t, "to_local", None)
+    return t if to_local is None else to_local()
+
+
+def _sharded_dims(tensors):
+    """``(mesh, dims)`` of the first DTensor among ``tensors`` sharded over some mesh dimensions
+    (their sums of squares must be all-reduced over those), or None."""
+    for t in tensors:
+        placements = getattr(t, "placements", None)
+        if placements is not None:
+            dims = [i for i, pl in enumerate(placements) if pl.is_shard()]
+            if dims:
+                return t.device_mesh, dims
+    return None
+
+
 def _check_tensor(t, where):
+    t = _local(t)
     if t.device.type != "cpu":
         raise TypeError(f"{where} is on {t.device}: fastopt.torch updates CPU tensors in place; "
                         f"use torch.optim for {t.device.type} tensors")
@@ -128,7 +150,8 @@ def flatten_parameters(model_or_params):
     params = model_or_params.parameters() if isinstance(model_or_params, torch.nn.Module) else model_or_params
     unique, seen = [], set()
     for p in params:
-        if id(p) not in seen and p.requires_grad:
+        # DTensors (FSDP2) stay in their owner's sharded storage: stepped per local shard
+        if id(p) not in seen and p.requires_grad and not hasattr(p, "to_local"):
             seen.add(id(p))
             unique.append(p)
     for k, p in enumerate(unique):
@@ -163,6 +186,25 @@ def flatten_parameters(model_or_params):
 
 
 # ---------------------------------------------------------------------------------- optimizers
+class _State(collections.defaultdict):
+    """``opt.state``: torch's defaultdict, noting when an entry is assigned from outside
+    (``ZeroRedundancyOptimizer.load_state_dict`` writes ``optim.state[p] = copies``), so that the
+    next step loads such entries into fastopt's buffers before it runs."""
+
+    def __init__(self, items=()):
+        super().__init__(dict, items)
+        self.assigned = False
+
+    def __missing__(self, key):  # a read of a missing entry assigns nothing
+        value = {}
+        dict.__setitem__(self, key, value)
+        return value
+
+    def __setitem__(self, key, value):
+        self.assigned = True
+        super().__setitem__(key, value)
+
+
 class _TorchOptimizer(torch.optim.Optimizer):
     """A torch.optim.Optimizer whose step runs a fastopt optimizer over NumPy views."""
 
@@ -190,7 +232,23 @@ class _TorchOptimizer(torch.optim.Optimizer):
         self._tensors = [p for g in self.param_groups for p in g["params"]]
         groups = [self._numpy_group(gi) for gi in range(len(self.param_groups))]
         self._inner = self._fastopt_class()(groups, **self._options)
+        self._addresses = [_local(p).data_ptr() for p in self._tensors]
+        sharded = _sharded_dims(self._tensors)
+        if sharded is not None:  # the fused clip's norm (and finite check) is the whole model's
+            self._inner._reduce_sums = _all_reduce_sums(*sharded)
         self._relink()
+
+    def _follow_outside_changes(self):
+        """What others changed since the last step, taken in before it runs: parameters whose
+        ``.data`` was rebound to other memory (``ZeroRedundancyOptimizer(...,
+        parameters_as_bucket_view=True)`` moves them into its buckets) are viewed anew, their
+        state kept; state entries assigned from outside are loaded into fastopt's buffers."""
+        if [_local(p).data_ptr() for p in self._tensors] != self._addresses:
+            saved = self.state_dict()
+            self._build()
+            self.load_state_dict(saved)
+        elif type(self.state) is not _State or self.state.assigned:
+            self.load_state_dict(self.state_dict())
 
     def _numpy_group(self, gi):
         """Param group ``gi`` for the fastopt optimizer: NumPy views of its tensors (of the flat
@@ -200,7 +258,7 @@ class _TorchOptimizer(torch.optim.Optimizer):
         for k, p in enumerate(group["params"]):
             _check_tensor(p, f"param_groups[{gi}]['params'][{k}]")
             flat = _in_buffer(p)
-            arrays.append(flat[0] if flat is not None else p.detach().numpy())
+            arrays.append(flat[0] if flat is not None else _local(p).detach().numpy())
         return {"params": arrays, **{self._renamed.get(k, k): _number(group[k]) for k in self._hyper}}
 
     def _fastopt_class(self):
@@ -223,6 +281,9 @@ class _TorchOptimizer(torch.optim.Optimizer):
         self._scalar_values = {name: np.zeros(len(self._tensors), self._scalar_dtype or dtype)
                                for name in self._inner.scalar_state_names}
         self._linked = set()
+        if type(self.state) is not _State:
+            self.state = _State(self.state)
+        self.state.assigned = False
         self._link_state()
 
     def _link_state(self):
@@ -256,7 +317,7 @@ class _TorchOptimizer(torch.optim.Optimizer):
                 if shape is not None:  # Adafactor: row_var/col_var for matrices, variance for vectors
                     entry[name] = torch.from_numpy(fp.states[name].reshape(shape))
             if entry:  # as torch: a parameter without state (SGD without momentum) has no entry
-                self.state[p] = entry
+                dict.__setitem__(self.state, p, entry)
             self._linked.add(i)
 
     def _sync_hyper(self):
@@ -284,11 +345,13 @@ class _TorchOptimizer(torch.optim.Optimizer):
                 grads.append(flat[1])
                 keys.append(flat[1])
                 continue
+            g = _local(g)
             if g.layout != torch.strided or g.device.type != "cpu" or g.dtype not in _NUMPY_DTYPES:
                 _check_tensor(g, f"gradient of parameter {i}")
-            if g.shape != p.shape:
+            shape = _local(p).shape
+            if g.shape != shape:
                 raise ValueError(f"gradient of parameter {i} has shape {tuple(g.shape)}, "
-                                 f"the parameter {tuple(p.shape)}")
+                                 f"the parameter {tuple(shape)}")
             if not g.is_contiguous():
                 g = g.contiguous()
             grads.append(g.detach().numpy())
@@ -302,6 +365,7 @@ class _TorchOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._follow_outside_changes()
         self._sync_hyper()
         grads, keys = self._gradients()
         self._inner._step(grads, keys)
@@ -323,6 +387,8 @@ class _TorchOptimizer(torch.optim.Optimizer):
             for k in [k for k in group if k in self._renamed]:
                 group[self._renamed[k]] = group.pop(k)
         for key, entry in state_dict["state"].items():
+            if isinstance(entry, dict) and not entry:
+                continue  # an entry created by reading opt.state[p]: no state
             converted["state"][key] = {
                 name: (int(value.item()) if name == "step" else value.detach().cpu().numpy())
                 if isinstance(value, torch.Tensor) else value
@@ -330,6 +396,19 @@ class _TorchOptimizer(torch.optim.Optimizer):
         self._inner.load_state_dict(converted)  # validates everything first
         super().load_state_dict(state_dict)
         self._relink()
+
+
+def _all_reduce_sums(mesh, dims):
+    """Sums of squares of local shards -> the sums over every shard (float64, one all-reduce per
+    sharded mesh dimension)."""
+    import torch.distributed as dist
+
+    def reduce(sums):
+        t = torch.tensor(sums, dtype=torch.float64)
+        for d in dims:
+            dist.all_reduce(t, group=mesh.get_group(d))
+        return t.tolist()
+    return reduce
 
 
 def _number(value):

@@ -180,3 +180,27 @@ def test_unswitched_flags_are_tested_outside_the_element_loops(modname, flag):
         tests = [n for n in ast.walk(func) if isinstance(n, ast.If) and isinstance(n.test, ast.Name)
                  and n.test.id == flag]
         assert len(tests) == 1
+
+
+@pytest.mark.parametrize("env, cores, machine, expected", [
+    ({}, 2, 2, 2),
+    ({"LOCAL_WORLD_SIZE": "2"}, 2, 2, 1),            # torchrun --nproc-per-node=2 on 2 cores
+    ({"LOCAL_WORLD_SIZE": "2"}, 16, 16, 8),
+    ({"LOCAL_WORLD_SIZE": "4", "OMP_NUM_THREADS": "1"}, 16, 16, 4),  # torchrun's OMP=1 is the pools'
+    ({"OMPI_COMM_WORLD_LOCAL_SIZE": "3"}, 16, 16, 5),
+    ({"LOCAL_WORLD_SIZE": "8"}, 4, 4, 1),
+    ({"LOCAL_WORLD_SIZE": "2"}, 4, 16, 4),            # pinned by the launcher: the mask is this rank's
+    ({"FASTOPT_NUM_THREADS": "3", "LOCAL_WORLD_SIZE": "2"}, 16, 16, 3),
+])
+def test_default_threads_share_the_cores_among_a_launchers_ranks(env, cores, machine, expected, monkeypatch):
+    from fastopt import _backends
+    monkeypatch.setattr(_backends, "_cpu_count", lambda: cores)
+    monkeypatch.setattr(_backends.os, "cpu_count", lambda: machine)
+    assert _backends.default_threads(env) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_bad_fastopt_num_threads_is_named(value):
+    from fastopt import _backends
+    with pytest.raises(ValueError, match="FASTOPT_NUM_THREADS"):
+        _backends.default_threads({"FASTOPT_NUM_THREADS": value})

@@ -213,3 +213,26 @@ def test_dtype_reassigned_in_place_is_caught_before_any_write():
     with pytest.raises((TypeError, ValueError), match="grads"):
         opt.step(g)
     np.testing.assert_array_equal(p, before)
+
+
+@pytest.mark.parametrize("cfg", REPRESENTATIVE, ids=config_id)
+def test_empty_param_groups_are_allowed_as_in_torch(cfg):
+    """torch.optim accepts groups without parameters (ZeroRedundancyOptimizer builds a rank's
+    optimizer with groups whose parameters all live on other ranks): they change nothing."""
+    name, hyper = cfg
+    rng = np.random.default_rng(3)
+    a, b = make_params(rng, [(4, 3)], np.float64), None
+    b = [x.copy() for x in a]
+    plain = getattr(fastopt, name)(a, **hyper)
+    padded = getattr(fastopt, name)([{"params": []}, {"params": b}], **hyper)
+    padded.add_param_group({"params": []})
+    for _ in range(4):
+        g = mixed_grads(rng, [(4, 3)], np.float64)
+        plain.step(g)
+        padded.step([[], g, []])
+    np.testing.assert_array_equal(a[0], b[0])
+    restored = getattr(fastopt, name)([{"params": []}, {"params": [b[0].copy()]}, {"params": []}], **hyper)
+    restored.load_state_dict(padded.state_dict())
+    assert len(restored.param_groups) == 3
+    with pytest.raises(ValueError, match="empty parameter list"):
+        getattr(fastopt, name)([], **hyper)

@@ -135,6 +135,9 @@ class Optimizer:
     #: words per element a multi-pass rule moves beyond one read-modify-write pass over p and its
     #: states and one read of g (LAMB re-reads p, m, v and writes p: 4); the bench counts them
     extra_words_per_element = 0
+    #: None, or a function of the per-call sums of squares that returns them summed over every
+    #: process holding a shard of the same parameters (fastopt.torch sets it for FSDP2's DTensors)
+    _reduce_sums = None
 
     def __init__(self, params, defaults, *, backend=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
@@ -177,8 +180,8 @@ class Optimizer:
             raise TypeError("param_group must be a dict with a 'params' entry")
         arrays = param_group["params"]
         arrays = [arrays] if isinstance(arrays, np.ndarray) else list(arrays)
-        if not arrays:
-            raise ValueError("optimizer got an empty parameter list")
+        # an empty group is allowed, as in torch (ZeroRedundancyOptimizer gives a rank groups
+        # whose parameters all live on other ranks); an optimizer without any parameter is not
         g = len(self.param_groups)
         for k, a in enumerate(arrays):
             check_param(a, f"param_groups[{g}]['params'][{k}]" if self._grouped else f"params[{k}]")
@@ -278,7 +281,7 @@ class Optimizer:
         """Allocate the named states of group ``g`` once: one staggered buffer per name and dtype."""
         params = self._group_params[g]
         for name in names:
-            if name in params[0].states:
+            if not params or name in params[0].states:
                 continue
             for dtype in {p.array.dtype for p in params}:
                 members = [p for p in params if p.array.dtype == dtype]
@@ -560,7 +563,8 @@ class Optimizer:
                 h["_sign"] = -1.0 if h["maximize"] else 1.0
                 h["_states"] = tuple(self._required_states(group))
                 if h["_states"] != (hypers[g] or {}).get("_states"):
-                    fresh = [n for n in h["_states"] if n not in self._group_params[g][0].states]
+                    members = self._group_params[g]
+                    fresh = [n for n in h["_states"] if members and n not in members[0].states]
                     self._allocate(g, h["_states"])  # a newly enabled state (e.g. amsgrad)
                     if fresh and hypers[g] is not None:
                         self._on_new_state(g, fresh)
@@ -579,6 +583,8 @@ class Optimizer:
         if not clipping and not check_finite:
             return None
         sums = plan.norm_sums(grads, arrays, only)
+        if self._reduce_sums is not None:  # sharded parameters: the norm is every shard's
+            sums = self._reduce_sums(sums)
         if check_finite and not all(math.isfinite(x) for x in sums):
             return False
         if not clipping:
