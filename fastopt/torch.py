@@ -105,7 +105,7 @@ class FlatParameters:
 def _in_buffer(p):
     """The flat-buffer views ``(param, grad, grad tensor)`` of ``p`` if ``p`` still lives there."""
     flat = getattr(p, "_fastopt_flat", None)
-    if flat is None or flat[0].ctypes.data != p.data_ptr():
+    if flat is None or flat[3] != p.data_ptr():
         return None
     return flat
 
@@ -177,7 +177,7 @@ def flatten_parameters(model_or_params):
                 p.data = torch.from_numpy(pview)
                 p.grad = grad if p.grad is not None else None
                 # the NumPy views of the flat buffers: adjacent views merge into one kernel call
-                p._fastopt_flat = (pview, gview, grad)
+                p._fastopt_flat = (pview, gview, grad, pview.ctypes.data)
                 if getattr(p, "_fastopt_hook", None) is None:  # one hook, whatever buffer p is in now
                     p._fastopt_hook = p.register_post_accumulate_grad_hook(_return_to_buffer)
                 offset += n
@@ -232,23 +232,32 @@ class _TorchOptimizer(torch.optim.Optimizer):
         self._tensors = [p for g in self.param_groups for p in g["params"]]
         groups = [self._numpy_group(gi) for gi in range(len(self.param_groups))]
         self._inner = self._fastopt_class()(groups, **self._options)
-        self._addresses = [_local(p).data_ptr() for p in self._tensors]
+        self._record_views()
         sharded = _sharded_dims(self._tensors)
         if sharded is not None:  # the fused clip's norm (and finite check) is the whole model's
             self._inner._reduce_sums = _all_reduce_sums(*sharded)
         self._relink()
 
-    def _follow_outside_changes(self):
-        """What others changed since the last step, taken in before it runs: parameters whose
-        ``.data`` was rebound to other memory (``ZeroRedundancyOptimizer(...,
-        parameters_as_bucket_view=True)`` moves them into its buckets) are viewed anew, their
-        state kept; state entries assigned from outside are loaded into fastopt's buffers."""
-        if [_local(p).data_ptr() for p in self._tensors] != self._addresses:
+    def _record_views(self):
+        """Per tensor, what the step checks: the address fastopt views, its flat-buffer views
+        (or None) and whether it is a DTensor (stepped through its local shard)."""
+        self._views = [(_local(p).data_ptr(), _in_buffer(p), hasattr(p, "to_local")) for p in self._tensors]
+
+    def _take_outside_changes(self):
+        """What others changed since the last step, taken in before it runs: state entries
+        assigned from outside (``ZeroRedundancyOptimizer.load_state_dict``) are loaded into
+        fastopt's buffers; parameters whose ``.data`` was rebound to other memory
+        (``ZeroRedundancyOptimizer(..., parameters_as_bucket_view=True)`` moves them into its
+        buckets) are viewed anew, their state kept."""
+        if type(self.state) is not _State or self.state.assigned:
+            self.load_state_dict(self.state_dict())
+        grads = self._gradients()
+        if grads is None:  # a parameter moved
             saved = self.state_dict()
             self._build()
             self.load_state_dict(saved)
-        elif type(self.state) is not _State or self.state.assigned:
-            self.load_state_dict(self.state_dict())
+            grads = self._gradients()
+        return grads
 
     def _numpy_group(self, gi):
         """Param group ``gi`` for the fastopt optimizer: NumPy views of its tensors (of the flat
@@ -270,6 +279,7 @@ class _TorchOptimizer(torch.optim.Optimizer):
             gi = len(self.param_groups) - 1
             self._inner.add_param_group(self._numpy_group(gi))
             self._tensors.extend(self.param_groups[gi]["params"])
+            self._record_views()
             self._relink()
 
     def _relink(self):
@@ -329,14 +339,17 @@ class _TorchOptimizer(torch.optim.Optimizer):
                     inner[key] = value
 
     def _gradients(self):
+        """``(grads, keys)`` for the fastopt step (NumPy views; None where a tensor has no
+        gradient), or None when a parameter no longer lives where fastopt views it."""
         grads, keys = [], []
-        for i, p in enumerate(self._tensors):
+        for i, (p, (address, flat, dtensor)) in enumerate(zip(self._tensors, self._views)):
+            if (_local(p) if dtensor else p).data_ptr() != address:
+                return None
             g = p.grad
             if g is None:
                 grads.append(None)
                 keys.append(None)
                 continue
-            flat = _in_buffer(p)
             if flat is not None:
                 if g is not flat[2]:  # a gradient assigned by hand, outside the flat buffer
                     _check_tensor(g, f"gradient of parameter {i}")
@@ -345,10 +358,11 @@ class _TorchOptimizer(torch.optim.Optimizer):
                 grads.append(flat[1])
                 keys.append(flat[1])
                 continue
-            g = _local(g)
+            if dtensor:
+                g = _local(g)
             if g.layout != torch.strided or g.device.type != "cpu" or g.dtype not in _NUMPY_DTYPES:
                 _check_tensor(g, f"gradient of parameter {i}")
-            shape = _local(p).shape
+            shape = _local(p).shape if dtensor else p.shape
             if g.shape != shape:
                 raise ValueError(f"gradient of parameter {i} has shape {tuple(g.shape)}, "
                                  f"the parameter {tuple(shape)}")
@@ -365,9 +379,8 @@ class _TorchOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self._follow_outside_changes()
         self._sync_hyper()
-        grads, keys = self._gradients()
+        grads, keys = self._take_outside_changes()
         self._inner._step(grads, keys)
         self._link_state()
         return loss
