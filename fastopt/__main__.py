@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastopt info | bench | bench-torch | demo`` (also the ``fastopt`` script)."""
+"""Command line: ``python -m fastopt info | bench | bench-torch | bench-zero | demo`` (also the ``fastopt`` script)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ import sys
 def main(argv=None):
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand, return its exit code."""
     parser = argparse.ArgumentParser(prog="fastopt", description="fastopt: fused, in-place optimizer updates")
-    sub = parser.add_subparsers(dest="command", metavar="{info,bench,bench-torch,demo}")
+    sub = parser.add_subparsers(dest="command", metavar="{info,bench,bench-torch,bench-zero,demo}")
     sub.add_parser("info", help="print versions, backends, threads and the CPU (fastopt.show_config())")
     bench = sub.add_parser("bench", help="time one step of each optimizer against NumPy and torch.optim",
                            description="Time one optimizer step on one flat buffer: fastopt, the NumPy "
@@ -18,6 +18,10 @@ def main(argv=None):
     bench_torch = sub.add_parser("bench-torch", help="time the optimizer step of a model's parameters in PyTorch",
                                  description=_bench_torch.__doc__.splitlines()[0])
     _bench_torch.add_arguments(bench_torch)
+    from fastopt import _bench_zero
+    bench_zero = sub.add_parser("bench-zero", help="ZeRO-1 on 2 gloo ranks against one process (GPT-2 small shapes)",
+                                description=_bench_zero.__doc__.splitlines()[0].replace("``", ""))
+    _bench_zero.add_arguments(bench_zero)
     from fastopt import _demo
     demo = sub.add_parser("demo", help="train a small NumPy MLP on the digits data with each optimizer",
                           description="Train a small NumPy MLP on scikit-learn's digits with each "
@@ -32,6 +36,8 @@ def main(argv=None):
         return _bench.main_from_args(args)
     if args.command == "bench-torch":
         return _bench_torch.main_from_args(args)
+    if args.command == "bench-zero":
+        return _bench_zero.main_from_args(args)
     if args.command == "demo":
         return _demo.main_from_args(args)
     parser.print_help()

@@ -242,13 +242,38 @@ class _TorchOptimizer(torch.optim.Optimizer):
         """Per tensor, what the step checks: the address fastopt views, its flat-buffer views
         (or None) and whether it is a DTensor (stepped through its local shard)."""
         self._views = [(_local(p).data_ptr(), _in_buffer(p), hasattr(p, "to_local")) for p in self._tensors]
+        self._group_lists = [(g["params"], len(g["params"])) for g in self.param_groups]
+
+    def _params_replaced(self):
+        """Whether a group's ``params`` list was replaced or resized since the optimizer last saw
+        it (DeepSpeed's ZeRO swaps each group's parameters for one flat fp32 partition)."""
+        lists = self._group_lists
+        return len(lists) != len(self.param_groups) or any(
+            g["params"] is not seen or len(seen) != n for g, (seen, n) in zip(self.param_groups, lists))
+
+    def _adopt_new_params(self):
+        """Build the fastopt optimizer over the parameters the groups list now; their state is
+        carried over by position when they match the old ones in number, shape and dtype, else
+        they start without state (as torch.optim's, keyed by the new tensors, would)."""
+        old = self._tensors
+        new = [p for g in self.param_groups for p in g["params"]]
+        same = len(old) == len(new) and all(a.shape == b.shape and a.dtype == b.dtype for a, b in zip(old, new))
+        carried = self._inner.state_dict() if same else None
+        self.state = _State()
+        self._build()
+        if carried is not None:
+            self._inner.load_state_dict(carried)
+            self._relink()
 
     def _take_outside_changes(self):
         """What others changed since the last step, taken in before it runs: state entries
         assigned from outside (``ZeroRedundancyOptimizer.load_state_dict``) are loaded into
         fastopt's buffers; parameters whose ``.data`` was rebound to other memory
         (``ZeroRedundancyOptimizer(..., parameters_as_bucket_view=True)`` moves them into its
-        buckets) are viewed anew, their state kept."""
+        buckets) are viewed anew, their state kept; parameter lists replaced in the groups
+        (DeepSpeed) are taken as the parameters from now on."""
+        if self._params_replaced():
+            self._adopt_new_params()
         if type(self.state) is not _State or self.state.assigned:
             self.load_state_dict(self.state_dict())
         grads = self._gradients()

@@ -27,11 +27,11 @@ def make_model():
                                torch.nn.Tanh(), torch.nn.Linear(16, 3)).to(torch.float64)
 
 
-def batch(step, rank=None):
+def batch(step, rank=None, dtype=torch.float64):
     """The step's whole batch (16 rows), or rank ``rank``'s half of it."""
     g = torch.Generator().manual_seed(100 + step)
-    x = torch.randn(16, 8, generator=g, dtype=torch.float64)
-    y = torch.randn(16, 3, generator=g, dtype=torch.float64)
+    x = torch.randn(16, 8, generator=g, dtype=torch.float64).to(dtype)
+    y = torch.randn(16, 3, generator=g, dtype=torch.float64).to(dtype)
     if rank is None:
         return x, y
     half = 16 // WORLD
@@ -42,17 +42,17 @@ def loss_of(model, x, y):
     return torch.nn.functional.mse_loss(model(x), y)
 
 
-def reference(steps=STEPS, clip=None, keras_clip=False, **hyper):
+def reference(steps=STEPS, clip=None, keras_clip=False, dtype=torch.float64, **hyper):
     """One process, torch.optim.AdamW on the whole batch (with ``clip``, after
     ``clip_grad_norm_``, or with ``keras_clip`` Keras's ``g * clip / max(norm, clip)`` that
     fastopt's ``global_clipnorm`` fuses; torch divides by ``norm + 1e-6``): what every rank must
     end with, and the gradient norms."""
-    model = make_model()
+    model = make_model().to(dtype)
     opt = torch.optim.AdamW(model.parameters(), lr=LR, foreach=False, **hyper)
     norms = []
     for step in range(steps):
         opt.zero_grad()
-        loss_of(model, *batch(step)).backward()
+        loss_of(model, *batch(step, dtype=dtype)).backward()
         if clip is not None and keras_clip:
             norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters())).item()
             for p in model.parameters():
@@ -84,7 +84,8 @@ def launch(fn, out, *args, timeout=180):
 
 
 def _entry(rank, fn, out, args):
-    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ.update(OMP_NUM_THREADS="1", RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      LOCAL_WORLD_SIZE=str(WORLD))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
@@ -165,3 +166,22 @@ def fsdp2(rank, out, offload, clip):
             norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), -clip).full_tensor()))
         opt.step()
     return {"params": [p.full_tensor().detach().clone() for p in model.parameters()], "norms": norms}
+
+
+def deepspeed_zero(rank, out, stage):
+    """DeepSpeed ZeRO stage 1/2 with fastopt.torch.AdamW as the client optimizer (fp32): DeepSpeed
+    gives it one flat fp32 partition per group, fastopt's best case."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+
+    import fastopt.torch as ft
+    model = make_model().to(torch.float32)
+    opt = ft.AdamW(model.parameters(), lr=LR)
+    config = {"train_micro_batch_size_per_gpu": 16 // WORLD, "zero_optimization": {"stage": stage},
+              "zero_force_ds_cpu_optimizer": False, "zero_allow_untested_optimizer": True}
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, config=config)
+    for step in range(STEPS):
+        engine.backward(loss_of(engine, *batch(step, rank, torch.float32)))
+        engine.step()
+    return {"params": [p.detach().clone() for p in model.parameters()],
+            "partitions": [tuple(p.shape) for p in opt._tensors]}

@@ -64,3 +64,15 @@ def test_fsdp2_global_norm_clipping_is_the_whole_models(tmp_path, how):
     assert min(norms) > clip
     assert_close(out[0]["params"], expected)
     assert_close(out[1]["params"], expected)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_deepspeed_zero_with_fastopt_as_client_optimizer(tmp_path, stage):
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed")
+    out = results(w.deepspeed_zero, tmp_path, stage)
+    expected, _ = w.reference(dtype=torch.float32)
+    for r in range(w.WORLD):
+        assert_close(out[r]["params"], expected, rtol=2e-5)
+        assert len(out[r]["partitions"]) == 1  # one flat partition per group: one kernel call
+    total = sum(p.numel() for p in w.make_model().parameters())
+    assert sum(out[r]["partitions"][0][0] for r in range(w.WORLD)) >= total
