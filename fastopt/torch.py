@@ -232,6 +232,8 @@ class _TorchOptimizer(torch.optim.Optimizer):
         self._tensors = [p for g in self.param_groups for p in g["params"]]
         groups = [self._numpy_group(gi) for gi in range(len(self.param_groups))]
         self._inner = self._fastopt_class()(groups, **self._options)
+        if self._scalar_dtype is None and torch.get_default_dtype() == torch.float32:
+            self._inner._scalar_round = _round_float32  # torch's scalar state is float32
         self._record_views()
         sharded = _sharded_dims(self._tensors)
         if sharded is not None:  # the fused clip's norm (and finite check) is the whole model's
@@ -447,6 +449,10 @@ def _all_reduce_sums(mesh, dims):
             dist.all_reduce(t, group=mesh.get_group(d))
         return t.tolist()
     return reduce
+
+
+def _round_float32(x):
+    return float(np.float32(x))
 
 
 def _number(value):

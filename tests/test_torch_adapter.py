@@ -359,3 +359,38 @@ def test_tensor_learning_rate_is_accepted_as_in_torch():
             o.step()
         fopt.param_groups[0]["lr"] = topt.param_groups[0]["lr"] = torch.tensor(0.05)
     torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("cfg", [c for c in CONFIGS if c[0] in ("NAdam", "ASGD")], ids=cfg_id)
+def test_scalar_state_rounds_as_torchs_float32_default(cfg, digits):
+    """Under torch's float32 default dtype, NAdam's mu_product and ASGD's eta and mu are float32
+    tensors even for float64 parameters; the drop-ins round them alike and follow torch to 1e-10
+    (in double they would part by ~1e-8 within a few steps)."""
+    name, hyper = cfg
+    a, b = pair(mlp, torch.float64)
+    with torch_default_dtype(torch, np.float32):
+        topt = getattr(torch.optim, name)(a.parameters(), foreach=False, **hyper)
+        fopt = getattr(ft, name)(b.parameters(), **hyper)
+        expected = train(a, topt, digits, steps=60)
+        got = train(b, fopt, digits, steps=60)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        np.testing.assert_allclose(pb.detach().numpy(), pa.detach().numpy(), rtol=1e-10, atol=1e-12)
+    ts, fs = topt.state_dict()["state"][0], fopt.state_dict()["state"][0]
+    assert {k: v.dtype for k, v in fs.items()} == {k: v.dtype for k, v in ts.items()}
+    assert all(float(fs[k]) == float(ts[k]) for k in ts if ts[k].dim() == 0)
+
+
+@pytest.mark.parametrize("name", sorted({c[0] for c in CONFIGS}))
+def test_signature_is_torchs(name):
+    """Every keyword of torch.optim's class, in its order and with its default (the
+    implementation switches accepted and ignored)."""
+    import inspect
+    theirs = inspect.signature(getattr(torch.optim, name)).parameters
+    ours = inspect.signature(getattr(ft, name)).parameters
+    for key, param in theirs.items():
+        assert key in ours, key
+        assert ours[key].default == param.default, key
+        assert ours[key].kind == param.kind or param.kind == param.VAR_KEYWORD, key
+    positional = [k for k, p in theirs.items() if p.kind == p.POSITIONAL_OR_KEYWORD]
+    assert [k for k, p in ours.items() if p.kind == p.POSITIONAL_OR_KEYWORD][:len(positional)] == positional

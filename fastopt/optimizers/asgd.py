@@ -62,13 +62,16 @@ class ASGD(Optimizer):
                     weight_decay=real(f"weight_decay value ({where})", group["weight_decay"], low=0.0),
                     maximize=flag(f"maximize ({where})", group["maximize"]))
 
-    @staticmethod
-    def _eta_mu(h, t):
-        """eta and mu after ``t`` steps (torch's state; its initial values at t = 0)."""
+    def _eta_mu(self, h, t):
+        """eta and mu after ``t`` steps (torch's state; its initial values at t = 0), in torch's
+        scalar dtype where ``_scalar_round`` says it is not double."""
         if t == 0:
-            return h["lr"], 1.0
-        lr = h["lr"]
-        return lr / ((1 + h["lambd"] * lr * t) ** h["alpha"]), 1 / max(1, t - h["t0"])
+            eta, mu = h["lr"], 1.0
+        else:
+            lr = h["lr"]
+            eta, mu = lr / ((1 + h["lambd"] * lr * t) ** h["alpha"]), 1 / max(1, t - h["t0"])
+        r = self._scalar_round
+        return (eta, mu) if r is None else (r(eta), r(mu))
 
     def _scalar_state(self, h, step):
         eta, mu = self._eta_mu(h, step)

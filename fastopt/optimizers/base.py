@@ -135,6 +135,10 @@ class Optimizer:
     #: words per element a multi-pass rule moves beyond one read-modify-write pass over p and its
     #: states and one read of g (LAMB re-reads p, m, v and writes p: 4); the bench counts them
     extra_words_per_element = 0
+    #: None (per-step scalar state in double), or the rounding of the scalar type a framework
+    #: keeps it in (fastopt.torch sets float32's where torch's default dtype is float32, so that
+    #: NAdam's mu_product and ASGD's eta and mu round as torch.optim's do)
+    _scalar_round = None
     #: None, or a function of the per-call sums of squares that returns them summed over every
     #: process holding a shard of the same parameters (fastopt.torch sets it for FSDP2's DTensors)
     _reduce_sums = None

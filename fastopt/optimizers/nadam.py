@@ -15,8 +15,11 @@ class _RunningProduct:
 
     EVERY = 1024
 
-    def __init__(self, keras, b1, psi):
+    def __init__(self, keras, b1, psi, rounding=None):
         self.keras, self.b1, self.psi = keras, b1, psi
+        #: None, or the rounding of a scalar type the product is kept in (torch's float32 scalar
+        #: state: ``P_t = fl(P_{t-1} * fl(mu_t))``)
+        self.rounding = rounding
         self._marks = [1.0]  # P at t = 0, EVERY, 2 * EVERY, ...
         self._t, self._p = 0, 1.0
         self._q = (1, 0.96 ** psi)  # (t, q_t) for the next step forward
@@ -28,6 +31,9 @@ class _RunningProduct:
     def _advance(self, p, q):
         if self.keras:  # Keras: u_product * beta_1 * (1 - 0.5 * 0.96 ** t), left to right
             return p * self.b1 * (1.0 - 0.5 * q)
+        r = self.rounding
+        if r is not None:  # torch's mu_product *= mu in its scalar dtype
+            return r(p * r(self.b1 * (1.0 - 0.5 * q)))
         return p * (self.b1 * (1.0 - 0.5 * q))  # torch: mu_product * mu_t
 
     def __call__(self, t):
@@ -137,7 +143,7 @@ class NAdam(Optimizer):
     def _product(self, h):
         """The running product P_t of this group's momentum schedule (torch's mu_product,
         Keras's u_product), shared by every group with the same schedule."""
-        key = (h["keras"], h["b1"], h["momentum_decay"])
+        key = (h["keras"], h["b1"], h["momentum_decay"], self._scalar_round)
         prod = self._products.get(key)
         if prod is None:
             prod = self._products[key] = _RunningProduct(*key)
