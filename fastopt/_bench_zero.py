@@ -39,18 +39,17 @@ def _median_ms(fn, steps):
     return times[len(times) // 2] * 1e3, (times[-1] - times[0]) * 1e3
 
 
-def _rank(rank, steps, queue):
+def _rank(rank, steps, queue, shapes):
     import torch
     import torch.distributed as dist
     from torch.distributed.optim import ZeroRedundancyOptimizer
 
     import fastopt
     import fastopt.torch as ft
-    from fastopt._bench_torch import gpt2_small_shapes
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
-        params = _model(gpt2_small_shapes())
+        params = _model(shapes)
         opt = ZeroRedundancyOptimizer(params, optimizer_class=ft.AdamW, lr=1e-3)
         opt.step()  # allocate and warm up
         local, local_spread = _median_ms(opt.optim.step, steps)
@@ -64,8 +63,8 @@ def _rank(rank, steps, queue):
         dist.destroy_process_group()
 
 
-def main(steps=10, out=sys.stdout):
-    """Run the benchmark; print and return the rows."""
+def main(steps=10, out=sys.stdout, shapes=None):
+    """Run the benchmark (on ``shapes``, default GPT-2 small's); print and return the rows."""
     import socket
 
     import torch
@@ -75,7 +74,7 @@ def main(steps=10, out=sys.stdout):
     import fastopt.torch as ft
     from fastopt._bench_torch import gpt2_small_shapes
     say = (lambda *a: print(*a, file=out, flush=True)) if out is not None else (lambda *a: None)
-    shapes = gpt2_small_shapes()
+    shapes = gpt2_small_shapes() if shapes is None else shapes
     n = sum(int(torch.Size(s).numel()) for s in shapes)
     # one process
     params = _model(shapes)
@@ -94,7 +93,7 @@ def main(steps=10, out=sys.stdout):
     os.environ.update(env)
     try:
         queue = mp.get_context("spawn").SimpleQueue()
-        ctx = mp.start_processes(_rank, args=(steps, queue), nprocs=WORLD, join=False, start_method="spawn")
+        ctx = mp.start_processes(_rank, args=(steps, queue, shapes), nprocs=WORLD, join=False, start_method="spawn")
         ctx.join(timeout=600)
         ranks = sorted((queue.get() for _ in range(WORLD)), key=lambda r: r["rank"])
     finally:
@@ -107,7 +106,7 @@ def main(steps=10, out=sys.stdout):
         rows.append({"setup": f"ZeRO-1 rank {r['rank']}", "threads": r["threads"], "step_ms": r["local_ms"],
                      "spread_ms": r["local_spread_ms"], "zero_ms": r["zero_ms"],
                      "state_bytes": r["state_bytes"], "owned": r["owned"]})
-    say(f"AdamW on GPT-2 small's shapes ({len(shapes)} arrays, {n:,} float32 parameters), torch "
+    say(f"AdamW on {'GPT-2 small' if shapes == gpt2_small_shapes() else 'these'} shapes ({len(shapes)} arrays, {n:,} float32 parameters), torch "
         f"{torch.__version__}, median of {steps} steps (spread: max - min)")
     say(f"{'setup':<16} {'threads':>7} {'optimizer step ms':>18} {'ZeRO step ms':>13} {'state MB':>9} {'params owned':>13}")
     for r in rows:

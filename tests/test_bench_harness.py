@@ -27,3 +27,14 @@ def test_run_labels_every_variant_and_checks_agreement(grads):
     text = out.getvalue()
     assert "fastopt[numba,ftz]" in text
     assert ("RESULTS DIFFER" in text) == (grads == "denormal" and not all(r["agrees"] for r in timed))
+
+
+def test_bench_zero_runs_two_ranks_and_halves_the_state():
+    pytest.importorskip("torch")
+    from fastopt import _bench_zero
+    out = io.StringIO()
+    rows = _bench_zero.main(steps=2, out=out, shapes=[(64, 32), (32,), (32, 16), (16,)])
+    single, r0, r1 = rows
+    assert single["owned"] == r0["owned"] + r1["owned"] == 64 * 32 + 32 + 32 * 16 + 16
+    assert r0["state_bytes"] + r1["state_bytes"] == single["state_bytes"]
+    assert "ZeRO-1 rank 1" in out.getvalue()
