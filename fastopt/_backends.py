@@ -344,9 +344,11 @@ class CythonBackend(Backend):
     def _build(self, name, dtype, parallel):
         module = self._modules[_KERNEL_MODULE[name]]
         spec = "float" if dtype == np.float32 else "double"
-        fn = getattr(module, name)[spec]
+        # the _nogil entries release the GIL for the call (a build without them holds it)
+        fn = getattr(module, name + "_nogil", None) or getattr(module, name)
+        fn = fn[spec]
         set_threads = self._openmp.set_num_threads
-        serial = getattr(module, name + "_serial", None)  # an elementwise rule's: no OpenMP region
+        serial = getattr(module, name + "_serial_nogil", None) or getattr(module, name + "_serial", None)
 
         if not parallel and serial is not None:
             return serial[spec]

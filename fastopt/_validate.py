@@ -17,10 +17,25 @@ def _framework_hint(x):
     return ""
 
 
+#: the array types taken as they are: numpy.ndarray and memory maps, which behave as their base
+#: array. Other subclasses are refused: np.matrix stays 2-D through reshape(-1) (the kernels
+#: would read the wrong elements), a masked array's mask would be ignored.
+ARRAY_TYPES = (np.ndarray, np.memmap)
+
+
+def check_array_type(a, where):
+    """``a`` is a numpy.ndarray or numpy.memmap (TypeError naming ``where`` otherwise)."""
+    if type(a) in ARRAY_TYPES:
+        return
+    if isinstance(a, np.ndarray):
+        raise TypeError(f"{where} is a {type(a).__module__}.{type(a).__name__}, an ndarray subclass fastopt does "
+                        "not take; pass its plain array, np.asarray(...) (a view of the same memory)")
+    raise TypeError(f"{where} must be a numpy.ndarray, got {type(a).__name__}{_framework_hint(a)}")
+
+
 def check_param(a, where):
     """A parameter array: float32/float64 ndarray, C-contiguous, writeable."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{where} must be a numpy.ndarray, got {type(a).__name__}{_framework_hint(a)}")
+    check_array_type(a, where)
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{where} has dtype {a.dtype}; fastopt supports float32 and float64")
     if not a.flags.c_contiguous:
@@ -32,8 +47,7 @@ def check_param(a, where):
 
 def check_grad(g, p, where):
     """A gradient for parameter ``p``: same dtype and shape, C-contiguous."""
-    if not isinstance(g, np.ndarray):
-        raise TypeError(f"{where} must be a numpy.ndarray, got {type(g).__name__}{_framework_hint(g)}")
+    check_array_type(g, where)
     if g.dtype != p.dtype:
         raise TypeError(f"{where} has dtype {g.dtype} but its parameter has dtype {p.dtype}")
     if g.shape != p.shape:
@@ -61,7 +75,10 @@ def real(name, value, *, low=None, low_open=False, high=None, high_open=False):
     """A real hyperparameter in a range; NaN and non-numbers are rejected by name."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the doubles
+        raise ValueError(f"{name} is too large for a double: {value!r}") from None
     if math.isnan(value):
         raise ValueError(f"{name} is NaN")
     if low is not None and (value < low or (low_open and value == low)):
@@ -101,3 +118,26 @@ def count_or_none(name, value, low):
     if value < low:
         raise ValueError(f"Invalid {name} value: {value} (must be >= {low})")
     return int(value)
+
+
+def step_count(value, where):
+    """A step count from a state_dict: a whole number >= 0 (int, integral float, or a one-element
+    array or tensor value of one), else a ValueError/TypeError naming ``where``."""
+    if not isinstance(value, (numbers.Real, np.ndarray, str)) and hasattr(value, "__array__"):
+        value = np.asarray(value)  # a torch.optim state_dict's 0-dim tensor
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise ValueError(f"{where} must be one number, got an array of shape {value.shape}")
+        value = value.reshape(()).item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where} must be a whole number, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        value = int(value)
+    else:
+        value = float(value)
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError(f"{where} must be a whole number, got {value!r}")
+        value = int(value)
+    if value < 0:
+        raise ValueError(f"{where} must be >= 0, got {value}")
+    return value

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from fastopt import _backends
-from fastopt._validate import FLOAT_DTYPES, real
+from fastopt._validate import FLOAT_DTYPES, check_array_type, real
 
 _KIND = {2.0: 0, math.inf: 1}
 
@@ -21,8 +21,7 @@ def _arrays(grads, writeable):
     arrays = [grads] if isinstance(grads, np.ndarray) else list(grads)
     for i, g in enumerate(arrays):
         where = f"grads[{i}]"
-        if not isinstance(g, np.ndarray):
-            raise TypeError(f"{where} must be a numpy.ndarray, got {type(g).__name__}")
+        check_array_type(g, where)
         if g.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{where} has dtype {g.dtype}; fastopt supports float32 and float64")
         if not g.flags.c_contiguous:

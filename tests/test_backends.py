@@ -159,8 +159,9 @@ def test_cython_runs_the_serial_entry_below_the_threshold():
     be = _backends.backend("cython")
     for name in ("adam", "lamb_norms", "norm_partials", "stream"):
         module = be._modules[_backends._KERNEL_MODULE[name]]
-        assert be.kernel(name, np.float32, False) is getattr(module, name + "_serial")["float"]
-        assert be.kernel(name, np.float64, True) is not getattr(module, name + "_serial")["double"]
+        # the serial entry's GIL-releasing wrapper (tests/test_gil.py)
+        assert be.kernel(name, np.float32, False) is getattr(module, name + "_serial_nogil")["float"]
+        assert be.kernel(name, np.float64, True) is not getattr(module, name + "_serial_nogil")["double"]
 
 
 @pytest.mark.parametrize("modname, flag", [("sgd", "use_buf"), ("radam", "rectify"), ("moments", "belief")])

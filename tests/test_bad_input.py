@@ -87,6 +87,12 @@ def state_view_straddling(opt, name, n, dtype):
 # ---------------------------------------------------------------------------- bad grads
 # (id, make(opt, params, grads) -> bad grads, exception, match)
 BAD_GRADS = [
+    ("np.matrix", lambda o, p, g: [np.asmatrix(g[0]), g[1], g[2]], TypeError,
+     r"grads\[0\] is a numpy.matrix.*np.asarray"),
+    ("masked", lambda o, p, g: [g[0], np.ma.masked_array(g[1]), g[2]], TypeError,
+     r"grads\[1\] is a numpy.ma.*MaskedArray"),
+    ("big-endian", lambda o, p, g: [g[0], g[1], g[2].astype(g[2].dtype.newbyteorder(">"))], TypeError,
+     r"grads\[2\] has dtype >f"),
     ("too-few", lambda o, p, g: g[:-1], ValueError, r"expected 3 gradients.*got 2"),
     ("too-many", lambda o, p, g: g + [np.zeros(2)], ValueError, r"expected 3 gradients.*got 4"),
     ("empty-list", lambda o, p, g: [], ValueError, r"expected 3 gradients.*got 0"),
@@ -229,6 +235,10 @@ BAD_PARAMS = [
     ("float16", lambda ok: [np.ones(3, np.float16)], TypeError, r"params\[0\] has dtype float16"),
     ("complex", lambda ok: [np.ones(3, np.complex128)], TypeError, r"params\[0\] has dtype complex128"),
     ("python-list", lambda ok: [ok, [1.0, 2.0]], TypeError, r"params\[1\] must be a numpy.ndarray, got list"),
+    ("np.matrix", lambda ok: [ok, np.asmatrix(np.ones((2, 3)))], TypeError, r"params\[1\] is a numpy.matrix"),
+    ("np.matrix-empty", lambda ok: [np.asmatrix(np.ones((0, 3)))], TypeError, r"params\[0\] is a numpy.matrix"),
+    ("masked", lambda ok: [np.ma.masked_array(np.ones(3))], TypeError, r"params\[0\] is a numpy.ma"),
+    ("big-endian", lambda ok: [np.ones(3, ">f8")], TypeError, r"params\[0\] has dtype >f8"),
     ("list-of-floats", lambda ok: [1.0, 2.0], TypeError, r"params\[0\] must be a numpy.ndarray, got float"),
     ("string", lambda ok: "abc", TypeError, r"must be a numpy.ndarray, got str"),
     ("none", lambda ok: None, TypeError, r"params must be an array, a list of arrays or a list of dicts, got NoneType"),
@@ -510,7 +520,9 @@ def test_read_only_grads(cfg, clip, any_backend):
     (lambda gs: [gs[0], gs[1].astype(np.float16)], TypeError, r"grads\[1\] has dtype float16"),
     (lambda gs: [gs[0], np.asfortranarray(gs[1])], ValueError, r"grads\[1\] is not C-contiguous"),
     (lambda gs: [gs[0][::2], gs[1]], ValueError, r"grads\[0\] is not C-contiguous"),
-], ids=["list", "int", "float16", "fortran", "strided"])
+    (lambda gs: [gs[0], np.asmatrix(gs[1].reshape(1, -1))], TypeError, r"grads\[1\] is a numpy.matrix"),
+    (lambda gs: [np.ma.masked_array(gs[0]), gs[1]], TypeError, r"grads\[0\] is a numpy.ma"),
+], ids=["list", "int", "float16", "fortran", "strided", "matrix", "masked"])
 def test_clip_helpers_bad_grads(bad, compiled):
     make, exc, match = bad
     grads = _grads_for_clip()
@@ -700,3 +712,38 @@ def test_merged_flatten_runs_stay_inside(cfg, dtype, with_empty, any_backend):
     assert all(s == 5 for s in opt._steps)
     for p, s in zip(params, separate):
         np.testing.assert_array_equal(p, s)
+
+
+def test_global_norm_of_a_matrix_raises_instead_of_a_wrong_norm(compiled):
+    a, b = np.arange(6.0).reshape(2, 3), np.ones(4)
+    with pytest.raises(TypeError, match=r"grads\[0\] is a numpy.matrix"):
+        fastopt.global_norm([np.asmatrix(a), b], backend=compiled)
+    assert fastopt.global_norm([np.asarray(np.asmatrix(a)), b], backend=compiled) == pytest.approx(
+        math.sqrt((a ** 2).sum() + 4), rel=1e-15)
+
+
+@pytest.mark.parametrize("cfg", SOME, ids=config_id)
+def test_memmap_params_and_grads_step_as_their_arrays(cfg, compiled, tmp_path):
+    """np.memmap, the ndarray subclass users pass for arrays bigger than RAM, steps exactly as
+    the same values in plain arrays."""
+    name, hyper = cfg
+    rng = np.random.default_rng(5)
+    plain = make_params(rng, SHAPES, np.float64)
+    mapped = []
+    for k, a in enumerate(plain):
+        m = np.memmap(tmp_path / f"p{k}.bin", dtype=a.dtype, mode="w+", shape=a.shape)
+        m[...] = a
+        mapped.append(m)
+    o1 = getattr(fastopt, name)(plain, backend=compiled, **hyper)
+    o2 = getattr(fastopt, name)(mapped, backend=compiled, **hyper)
+    for _ in range(3):
+        grads = mixed_grads(rng, SHAPES, np.float64)
+        gm = []
+        for k, g in enumerate(grads):
+            m = np.memmap(tmp_path / f"g{k}.bin", dtype=g.dtype, mode="w+", shape=g.shape)
+            m[...] = g
+            gm.append(m)
+        o1.step(grads)
+        o2.step(gm)
+    for a, m in zip(plain, mapped):
+        np.testing.assert_array_equal(np.asarray(m), a)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 
 import numpy as np
@@ -268,7 +269,15 @@ def test_missing_or_bad_state_entries_raise(compiled):
         (lambda sd: sd["state"][0].pop("exp_avg"), ValueError, r"state 0 lacks \['exp_avg'\]"),
         (lambda sd: sd["state"][2].update(momentum_buffer=np.zeros(1)), ValueError, r"state 2 has keys"),
         (lambda sd: sd["state"].update({9: sd["state"][0]}), ValueError, r"state for parameter 9"),
-        (lambda sd: sd["state"][3].update(step=-1), ValueError, r"state 3 has a negative step"),
+        (lambda sd: sd["state"][3].update(step=-1), ValueError, r"\['state'\]\[3\]\['step'\] must be >= 0"),
+        (lambda sd: sd["state"][3].update(step=math.inf), ValueError, r"\['state'\]\[3\]\['step'\] must be a whole"),
+        (lambda sd: sd["state"][3].update(step=2.5), ValueError, r"\['step'\] must be a whole number, got 2.5"),
+        (lambda sd: sd["state"][3].update(step="7"), TypeError, r"\['step'\] must be a whole number"),
+        (lambda sd: sd["state"][3].update(step=np.arange(2)), ValueError, r"\['step'\] must be one number"),
+        (lambda sd: sd.update(state=1.5), TypeError, r"state_dict\['state'\] must be a dict, got float"),
+        (lambda sd: sd.update(param_groups={"lr": 1}), TypeError, r"state_dict\['param_groups'\] must be a list"),
+        (lambda sd: sd["param_groups"][0].update(params=3), TypeError, r"\['params'\] must be a list"),
+        (lambda sd: sd["param_groups"][0].update(weight_decay=10 ** 400), ValueError, r"too large for a double"),
         (lambda sd: sd["state"][3].update(exp_avg=np.zeros(7)), ValueError, r"state 3 'exp_avg' has shape \(7,\)"),
         (lambda sd: sd["state"][3].update(exp_avg=np.zeros((2, 1, 3), complex)), TypeError,
          r"state 3 'exp_avg' has dtype complex128"),

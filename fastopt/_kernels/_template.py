@@ -231,14 +231,33 @@ def _serial_entries(text, tree):
 _PRANGE = re.compile(r"\bprange\(([^()]*)\)")
 
 
+def _nogil_entries(text):
+    """Cython only: for each kernel ``k`` (serial entries included) a ``def k_nogil`` with the
+    same typed arguments that calls it with the GIL released, so Python threads (a data loader, a
+    logger) run during a step. Numba cannot compile ``with nogil`` (and releases the GIL itself),
+    so the text it executes has none of these."""
+    out = []
+    for node in ast.parse(text).body:
+        if not (isinstance(node, ast.FunctionDef)
+                and any(ast.unparse(d) == "cython.ccall" for d in node.decorator_list)):
+            continue
+        names = [a.arg for a in node.args.args]
+        out.append(f"\n\n@cython.boundscheck(False)\n@cython.wraparound(False)\n"
+                   f"def {node.name}_nogil({ast.unparse(node.args)}):\n"
+                   f"    with cython.nogil:\n        {node.name}({', '.join(names)})\n")
+    return "".join(out)
+
+
 def write_sources(modnames, outdir):
-    """Write each module's rendered source to ``outdir/<name>.py`` (setup.py compiles those);
-    returns the paths."""
+    """Write each module's rendered source, with its GIL-releasing entries, to
+    ``outdir/<name>.py`` (setup.py compiles those); returns the paths."""
     os.makedirs(outdir, exist_ok=True)
     paths = []
     for name in modnames:
         path = os.path.join(outdir, name + ".py")
         text = render(name)
+        text += ("\n\n# the GIL-releasing entries of the Cython build: _template._nogil_entries\n"
+                 + _nogil_entries(text))
         old = None
         if os.path.exists(path):
             with open(path) as f:

@@ -20,7 +20,7 @@ import numpy as np
 
 from fastopt import _backends
 from fastopt._validate import (check_grad, check_param, count_or_none, flag, overlapping, positive_or_none,
-                               real, span)
+                               real, span, step_count)
 from fastopt.flat import _owner, address, alloc_staggered, span_view
 from fastopt.schedules import LearningRateSchedule, deserialize, serialize
 
@@ -653,12 +653,20 @@ class Optimizer:
         if isinstance(meta, dict) and meta.get("optimizer") not in (None, type(self).__name__):
             raise ValueError(f"state_dict is from {meta.get('optimizer')}, not {type(self).__name__}")
         groups = state_dict["param_groups"]
+        if not isinstance(groups, (list, tuple)) or not all(isinstance(x, dict) for x in groups):
+            raise TypeError("state_dict['param_groups'] must be a list of dicts, got "
+                            f"{type(groups).__name__}")
+        if not isinstance(state_dict["state"], dict):
+            raise TypeError(f"state_dict['state'] must be a dict, got {type(state_dict['state']).__name__}")
         if len(groups) != len(self.param_groups):
             raise ValueError(f"state_dict has {len(groups)} parameter groups, the optimizer has {len(self.param_groups)}")
         index_map = {}
         new_groups = []
         for g, (saved, mine) in enumerate(zip(groups, self._group_params)):
-            ids = list(saved.get("params", ()))
+            ids = saved.get("params", ())
+            if not isinstance(ids, (list, tuple)):
+                raise TypeError(f"state_dict['param_groups'][{g}]['params'] must be a list, got {type(ids).__name__}")
+            ids = list(ids)
             if len(ids) != len(mine):
                 raise ValueError(f"state_dict group {g} has {len(ids)} parameters, the optimizer's has {len(mine)}")
             for sid, p in zip(ids, mine):
@@ -704,10 +712,7 @@ class Optimizer:
                 if value.dtype.kind not in "fiu":
                     raise TypeError(f"state_dict state {sid!r} '{name}' has dtype {value.dtype}")
                 arrays[name] = value
-            step = entry.get("step", 1)
-            step = int(np.asarray(step).item()) if self.counts_steps else 1
-            if step < 0:
-                raise ValueError(f"state_dict state {sid!r} has a negative step")
+            step = step_count(entry.get("step", 1), f"state_dict['state'][{sid!r}]['step']") if self.counts_steps else 1
             loads.append((p, arrays, step))
         steps = meta.get("steps") if isinstance(meta, dict) and not self.counts_steps else None
         if steps is not None and (not isinstance(steps, (list, tuple)) or len(steps) != len(self._params)

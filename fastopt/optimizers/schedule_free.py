@@ -27,7 +27,10 @@ def _averaging(max_lr, weight_sum, lr_t, power):
     """optax's (max_lr, weight_sum, c_t) after a step at ``lr_t``: c_t = w / sum(w), w = max_lr**power,
     with 0/0 and inf/inf taken as 0 (optax's nan_to_num)."""
     max_lr = max_lr if (max_lr >= lr_t or max_lr != max_lr) else lr_t  # NaN stays, as jnp.maximum
-    weight = max_lr ** power
+    try:
+        weight = max_lr ** power
+    except OverflowError:  # beyond the doubles: inf, as optax's float arithmetic gives
+        weight = math.inf
     weight_sum = weight_sum + weight
     if math.isnan(weight) or math.isnan(weight_sum):
         ck = math.nan
