@@ -23,7 +23,7 @@ import cython
 from fastopt._kernels._template import elementwise
 
 
-@elementwise(states=("m", "v", "vmax"))
+@elementwise(states=("m", "v", "vmax"), unswitch=("keras", "amsgrad"))
 def adam(step_size: cython.floating, bc2_sqrt: cython.floating, eps: cython.floating, c1: cython.floating,
          b2: cython.floating, c2: cython.floating, l2: cython.floating, decay: cython.floating,
          kwd: cython.floating, klr: cython.floating, amsgrad: cython.bint, keras: cython.bint,

@@ -26,7 +26,7 @@ import cython
 from fastopt._kernels._template import elementwise
 
 
-@elementwise(states=("sq", "ga", "buf"))
+@elementwise(states=("sq", "ga", "buf"), unswitch=("keras", "centered", "use_buf"))
 def rmsprop(lr: cython.floating, alpha: cython.floating, c_alpha: cython.floating, eps_in: cython.floating,
             eps_out: cython.floating, weight_decay: cython.floating, momentum: cython.floating,
             num: cython.floating, kwd: cython.floating, klr: cython.floating, centered: cython.bint,
