@@ -111,3 +111,14 @@ def torch_default_dtype(torch, dtype):
         yield
     finally:
         torch.set_default_dtype(old)
+
+
+@contextlib.contextmanager
+def kernel_threads(n):
+    """fastopt's kernel thread count set to ``n`` for a block, restored after it."""
+    before = fastopt.get_num_threads()
+    fastopt.set_num_threads(n)
+    try:
+        yield
+    finally:
+        fastopt.set_num_threads(before)

@@ -728,22 +728,21 @@ def test_memmap_params_and_grads_step_as_their_arrays(cfg, compiled, tmp_path):
     the same values in plain arrays."""
     name, hyper = cfg
     rng = np.random.default_rng(5)
+
+    def mapped_copies(arrays, prefix):
+        out = []
+        for k, a in enumerate(arrays):
+            m = np.memmap(tmp_path / f"{prefix}{k}.bin", dtype=a.dtype, mode="w+", shape=a.shape)
+            m[...] = a
+            out.append(m)
+        return out
     plain = make_params(rng, SHAPES, np.float64)
-    mapped = []
-    for k, a in enumerate(plain):
-        m = np.memmap(tmp_path / f"p{k}.bin", dtype=a.dtype, mode="w+", shape=a.shape)
-        m[...] = a
-        mapped.append(m)
+    mapped = mapped_copies(plain, "p")
     o1 = getattr(fastopt, name)(plain, backend=compiled, **hyper)
     o2 = getattr(fastopt, name)(mapped, backend=compiled, **hyper)
     for _ in range(3):
         grads = mixed_grads(rng, SHAPES, np.float64)
-        gm = []
-        for k, g in enumerate(grads):
-            m = np.memmap(tmp_path / f"g{k}.bin", dtype=g.dtype, mode="w+", shape=g.shape)
-            m[...] = g
-            gm.append(m)
         o1.step(grads)
-        o2.step(gm)
+        o2.step(mapped_copies(grads, "g"))
     for a, m in zip(plain, mapped):
         np.testing.assert_array_equal(np.asarray(m), a)

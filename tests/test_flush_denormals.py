@@ -8,7 +8,7 @@ import pytest
 
 import fastopt
 from fastopt import _backends
-from tests.conftest import REPRESENTATIVE, config_id, require_backend
+from tests.conftest import REPRESENTATIVE, config_id, kernel_threads, require_backend
 
 COMPILED = ["numba", "cython"]
 x86 = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
@@ -18,10 +18,8 @@ TINY = np.float32(1e-40)  # a float32 denormal
 
 @pytest.fixture
 def two_threads():
-    before = fastopt.get_num_threads()
-    fastopt.set_num_threads(2)
-    yield
-    fastopt.set_num_threads(before)
+    with kernel_threads(2):
+        yield
 
 
 @x86

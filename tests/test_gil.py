@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from tests.conftest import require_backend
+from tests.conftest import kernel_threads, require_backend
 
 N = 1 << 25
 
@@ -52,10 +52,8 @@ def _longest_wait(work, calls=3):
 @pytest.fixture
 def one_thread():
     """One kernel thread, so a core is free for the counting thread on a 2-core machine."""
-    threads = fastopt.get_num_threads()
-    fastopt.set_num_threads(1)
-    yield
-    fastopt.set_num_threads(threads)
+    with kernel_threads(1):
+        yield
 
 
 @pytest.mark.parametrize("backend", ["numba", "cython"])
@@ -63,8 +61,9 @@ def one_thread():
 def test_a_python_thread_runs_during_a_long_call(backend, what, one_thread):
     require_backend(backend)
     rng = np.random.default_rng(0)
-    p = rng.standard_normal(N).astype(np.float32)
-    g = rng.standard_normal(N).astype(np.float32)
+    n = N if what in ("Adam", "Lamb") else 2 * N  # a norm pass reads 4 bytes an element: longer
+    p = rng.standard_normal(n).astype(np.float32)
+    g = rng.standard_normal(n).astype(np.float32)
     if what in ("Adam", "Lamb"):
         opt = getattr(fastopt, what)(p, backend=backend)
         work = lambda: opt.step(g)  # noqa: E731
@@ -78,6 +77,8 @@ def test_a_python_thread_runs_during_a_long_call(backend, what, one_thread):
     finally:
         if what not in ("Adam", "Lamb"):
             fastopt.set_backend(previous)
-    assert call > 2e-3  # long enough for the test to tell
-    assert gap < 0.5 * call, (f"the other thread waited {gap * 1e3:.1f} ms during a {call * 1e3:.1f} ms "
+    # holding the GIL, the whole call is one gap (>= its duration); released, the gaps are switch
+    # intervals (0.1 ms here) and the OS's scheduling of a loaded machine
+    assert call > 5e-3  # long enough for the test to tell
+    assert gap < 0.75 * call, (f"the other thread waited {gap * 1e3:.1f} ms during a {call * 1e3:.1f} ms "
                               f"{what} call on {backend}")
