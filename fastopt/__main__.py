@@ -16,7 +16,7 @@ def main(argv=None):
     from fastopt import _bench, _bench_torch
     _bench.add_arguments(bench)
     bench_torch = sub.add_parser("bench-torch", help="time the optimizer step of a model's parameters in PyTorch",
-                                 description=_bench_torch.__doc__.splitlines()[0])
+                                 description=_bench_torch.__doc__.splitlines()[0].replace("``", ""))
     _bench_torch.add_arguments(bench_torch)
     from fastopt import _bench_zero
     bench_zero = sub.add_parser("bench-zero", help="ZeRO-1 on 2 gloo ranks against one process (GPT-2 small shapes)",
