@@ -19,6 +19,12 @@ reaches a parameter puts its gradient in the buffer (autograd accumulates in pla
 second backward on), and a parameter without a gradient (frozen, not reached, before the first
 backward) is skipped with its state untouched, as torch skips it.
 
+Across processes: DDP replicas, ``ZeroRedundancyOptimizer(optimizer_class=fastopt.torch.AdamW)``
+(state written into ``opt.state`` from outside and parameters rebound into buckets are followed
+before each step), FSDP2's DTensors (stepped through their local shards; the fused
+``global_clipnorm`` all-reduces its norm over the mesh) and DeepSpeed's ZeRO with a client
+optimizer (its flat fp32 partitions replace the groups' parameters; followed too).
+
 Accepted and ignored: ``foreach``, ``fused`` (fastopt is always fused). Rejected:
 ``capturable=True``, ``differentiable=True``.
 """
