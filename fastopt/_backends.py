@@ -344,11 +344,11 @@ class CythonBackend(Backend):
     def _build(self, name, dtype, parallel):
         module = self._modules[_KERNEL_MODULE[name]]
         spec = "float" if dtype == np.float32 else "double"
-        # the _nogil entries release the GIL for the call (a build without them holds it)
-        fn = getattr(module, name + "_nogil", None) or getattr(module, name)
-        fn = fn[spec]
+        # the _nogil entries (every kernel's; the serial ones where a kernel has a serial entry)
+        # call it with the GIL released
+        fn = getattr(module, name + "_nogil")[spec]
         set_threads = self._openmp.set_num_threads
-        serial = getattr(module, name + "_serial_nogil", None) or getattr(module, name + "_serial", None)
+        serial = getattr(module, name + "_serial_nogil", None)  # no OpenMP region
 
         if not parallel and serial is not None:
             return serial[spec]

@@ -335,11 +335,10 @@ class _TorchOptimizer(torch.optim.Optimizer):
         counts = self._step_counts
         counts[:] = inner._steps
         values = self._scalar_values
-        if values:  # derived from the step: refreshed after every step
-            for i, entry in enumerate(inner.state):
-                for name, array in values.items():
-                    if name in entry:
-                        array[i] = entry[name]
+        if values:  # they change with the step: refreshed after every step
+            for i, fp in enumerate(inner._params):
+                for name, value in inner._scalar_state_of(fp).items():
+                    values[name][i] = value
         if len(self._linked) == len(self._tensors):
             return
         for i, (p, fp) in enumerate(zip(self._tensors, inner._params)):
@@ -350,10 +349,8 @@ class _TorchOptimizer(torch.optim.Optimizer):
             entry = {}
             if inner.counts_steps:
                 entry["step"] = torch.from_numpy(counts[i:i + 1]).view(())
-            scalars = inner.state[i] if values else {}
-            for name, array in values.items():
-                if name in scalars:
-                    entry[name] = torch.from_numpy(array[i:i + 1]).view(())
+            for name in (inner._scalar_state_of(fp) if values else ()):
+                entry[name] = torch.from_numpy(values[name][i:i + 1]).view(())
             group = inner.param_groups[fp.group]
             for name in inner._exported_states(fp.group):
                 shape = inner._state_shape(name, fp, group)
@@ -427,7 +424,7 @@ class _TorchOptimizer(torch.optim.Optimizer):
         """Load a state_dict of this class or of the same ``torch.optim`` optimizer."""
         converted = {"param_groups": [], "state": {}}
         for group in state_dict["param_groups"]:
-            converted["param_groups"].append({k: (v.item() if isinstance(v, torch.Tensor) and k != "params" else v)
+            converted["param_groups"].append({k: (v if k == "params" else _number(v))
                                               for k, v in group.items() if k in self._hyper or k == "params"})
             group = converted["param_groups"][-1]
             for k in [k for k in group if k in self._renamed]:

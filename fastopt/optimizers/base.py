@@ -350,6 +350,11 @@ class Optimizer:
         """The kernel scalars that follow ``_scalars``'s and only change when a group is edited."""
         raise NotImplementedError
 
+    def _scalar_state_of(self, p):
+        """The ``scalar_state_names`` values of parameter ``p`` now (what ``state``, ``state_dict``
+        and fastopt.torch's state tensors show); by default ``_scalar_state`` at its step."""
+        return self._scalar_state(self._refresh_hyper()[p.group], self._steps[p.index])
+
     def _scalar_state(self, hyper, step):
         """The values of ``scalar_state_names`` after ``step`` steps with ``hyper``."""
         return {}
@@ -622,7 +627,7 @@ class Optimizer:
                 continue
             entry = {"step": step} if self.counts_steps else {}
             if self.scalar_state_names:
-                entry.update(self._scalar_state(self._refresh_hyper()[p.group], step))
+                entry.update(self._scalar_state_of(p))
             for name in names:
                 shape = self._state_shape(name, p, self.param_groups[p.group])
                 if shape is not None:
@@ -794,7 +799,7 @@ class Optimizer:
         for p in self._params:
             entry = {"step": self._steps[p.index]} if self.counts_steps else {}
             if self.scalar_state_names:
-                entry.update(self._scalar_state(self._refresh_hyper()[p.group], self._steps[p.index]))
+                entry.update(self._scalar_state_of(p))
             group = self.param_groups[p.group]
             entry.update({k: v.reshape(shape) for k, v in p.states.items()
                           if (shape := self._state_shape(k, p, group)) is not None})

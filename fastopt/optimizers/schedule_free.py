@@ -161,22 +161,14 @@ class _ScheduleFree(Optimizer):
                 weights[index] = w
 
     # ------------------------------------------------------------------ state
-    def _weights_of(self, index):
-        return dict(zip(self.scalar_state_names, self._weights.get(index, _NO_WEIGHTS)))
-
-    @property
-    def state(self):
-        out = super().state
-        for p, entry in zip(self._params, out):
-            entry.update(self._weights_of(p.index))
-        return out
+    def _scalar_state_of(self, p):
+        """``max_lr`` and ``weight_sum``: they follow the learning-rate history, not the step."""
+        return dict(zip(self.scalar_state_names, self._weights.get(p.index, _NO_WEIGHTS)))
 
     def state_dict(self):
-        """As ``Optimizer.state_dict``, with ``max_lr`` and ``weight_sum`` in each parameter's state
-        and the mode in ``["fastopt"]["training"]``."""
+        """As ``Optimizer.state_dict`` (``max_lr`` and ``weight_sum`` in each parameter's state),
+        with the mode in ``["fastopt"]["training"]``."""
         sd = super().state_dict()
-        for index, entry in sd["state"].items():
-            entry.update(self._weights_of(index))
         sd["fastopt"]["training"] = self._training
         return sd
 
