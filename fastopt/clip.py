@@ -12,13 +12,19 @@ import math
 import numpy as np
 
 from fastopt import _backends
-from fastopt._validate import FLOAT_DTYPES, check_array_type, real
+from fastopt._validate import FLOAT_DTYPES, check_array_type, overlapping, real, span
 
 _KIND = {2.0: 0, math.inf: 1}
 
 
-def _arrays(grads, writeable):
-    arrays = [grads] if isinstance(grads, np.ndarray) else list(grads)
+def _arrays(grads, writeable, distinct=False):
+    """``grads`` as a list of checked arrays; ``distinct``: no two may share memory."""
+    if isinstance(grads, np.ndarray):
+        arrays = [grads]
+    elif isinstance(grads, (list, tuple)) or (hasattr(grads, "__iter__") and not isinstance(grads, (str, bytes, dict))):
+        arrays = list(grads)
+    else:
+        raise TypeError(f"grads must be an array or a list of arrays, got {type(grads).__name__}")
     for i, g in enumerate(arrays):
         where = f"grads[{i}]"
         check_array_type(g, where)
@@ -28,6 +34,11 @@ def _arrays(grads, writeable):
             raise ValueError(f"{where} is not C-contiguous")
         if writeable and not g.flags.writeable:
             raise ValueError(f"{where} is read-only; clipping writes it in place")
+    if distinct:
+        clash = overlapping([span(g) + (f"grads[{i}]",) for i, g in enumerate(arrays)])
+        if clash:
+            raise ValueError(f"{clash[1]} shares memory with {clash[0]}: its elements would count twice in "
+                             "the norm and be scaled twice; pass each gradient once")
     return arrays
 
 
@@ -84,7 +95,8 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, *,
     (before anything changes) with ``error_if_nonfinite=True``.
 
     Args:
-        grads: an array or a list of arrays (float32/float64, C-contiguous, writeable).
+        grads: an array or a list of arrays (float32/float64, C-contiguous, writeable, no two
+            sharing memory).
         max_norm: the largest norm allowed. norm_type: p of the p-norm.
         error_if_nonfinite: raise instead of clipping by a NaN/inf norm.
 
@@ -94,7 +106,7 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, *,
     Example:
         >>> total = fastopt.clip_grad_norm_([dw, db], max_norm=1.0)
     """
-    arrays = _arrays(grads, True)
+    arrays = _arrays(grads, True, distinct=True)
     max_norm = real("max_norm", max_norm, low=0.0)
     p = _norm_type(norm_type)
     be = _backends.backend(backend)

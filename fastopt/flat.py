@@ -12,6 +12,10 @@ import itertools
 
 import numpy as np
 
+from fastopt._validate import check_array_type
+
+#: the dtype kinds a flat buffer holds: bool, signed and unsigned ints, floats, complex
+_NUMERIC = "biufc"
 PAGE = 4096
 STAGGER = 320
 _slots = itertools.count()
@@ -39,20 +43,26 @@ def flatten(arrays, dtype=None):
     one buffer step in one kernel call.
 
     Args:
-        arrays: a sequence of array-likes (a single array is treated as ``[array]``).
-        dtype: dtype of the buffer; default: the common type of the arrays.
+        arrays: a sequence of array-likes of numbers (a single array is treated as ``[array]``;
+            ndarray subclasses other than np.memmap raise TypeError, as masked arrays would lose
+            their mask).
+        dtype: dtype of the buffer, numeric and native; default: the common type of the arrays.
+            Each array must cast to it within its kind (float64 to float32 and int to float do;
+            complex to real and float to int raise TypeError rather than drop values).
 
     Example:
         >>> flat, (w, b) = flatten([np.zeros((3, 2)), np.ones(2)])
         >>> flat.shape, w.shape, np.shares_memory(flat, b)
         ((8,), (3, 2), True)
     """
-    if isinstance(arrays, np.ndarray):
-        arrays = [arrays]
-    arrays = [np.asarray(a) for a in arrays]
+    arrays = _numeric_arrays(arrays)
     if dtype is None:
         dtype = np.result_type(*arrays) if arrays else np.float32
-    dtype = np.dtype(dtype)
+    dtype = _buffer_dtype(dtype)
+    for i, a in enumerate(arrays):
+        if not np.can_cast(a.dtype, dtype, "same_kind"):  # complex to real, float to int: values lost
+            raise TypeError(f"arrays[{i}] has dtype {a.dtype}, which does not cast to the buffer's {dtype} "
+                            "within its kind; convert it first if that is meant")
     sizes = [a.size for a in arrays]
     flat = alloc_staggered(sum(sizes), dtype, fill=None)
     views = []
@@ -63,6 +73,38 @@ def flatten(arrays, dtype=None):
         views.append(view)
         offset += size
     return flat, views
+
+
+def _numeric_arrays(arrays):
+    """``arrays`` as plain NumPy arrays of numbers; a TypeError/ValueError naming ``arrays[i]``
+    for anything else (ndarray subclasses but np.memmap: a masked array's mask would be dropped)."""
+    if isinstance(arrays, np.ndarray):
+        arrays = [arrays]
+    elif isinstance(arrays, (str, bytes, dict)) or not hasattr(arrays, "__iter__"):
+        raise TypeError(f"flatten: arrays must be a sequence of arrays, got {type(arrays).__name__}")
+    out = []
+    for i, a in enumerate(arrays):
+        where = f"arrays[{i}]"
+        if isinstance(a, np.ndarray):
+            check_array_type(a, where)
+        try:
+            x = np.asarray(a)
+        except (TypeError, ValueError) as e:  # ragged nesting, an object numpy cannot read
+            raise ValueError(f"{where} is not an array of numbers: {e}") from None
+        if x.dtype.kind not in _NUMERIC:
+            raise TypeError(f"{where} has dtype {x.dtype}; flatten packs arrays of numbers")
+        out.append(x)
+    return out
+
+
+def _buffer_dtype(dtype):
+    try:
+        dtype = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"flatten: dtype {dtype!r} is not a NumPy dtype") from None
+    if dtype.kind not in _NUMERIC or not dtype.isnative:
+        raise TypeError(f"flatten: dtype must be a numeric dtype in native byte order, got {dtype}")
+    return dtype
 
 
 def layout(views):

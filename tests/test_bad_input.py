@@ -746,3 +746,121 @@ def test_memmap_params_and_grads_step_as_their_arrays(cfg, compiled, tmp_path):
         o2.step(mapped_copies(grads, "g"))
     for a, m in zip(plain, mapped):
         np.testing.assert_array_equal(np.asarray(m), a)
+
+
+# ---------------------------------------------------------------------------- found by tests/test_contract_fuzz.py
+@pytest.mark.parametrize("name,key", [("SGD", "lr"), ("SGD", "dampening"), ("Adam", "betas"), ("RMSprop", "alpha"),
+                                      ("NAdam", "betas"), ("Adafactor", "eps"), ("ScheduleFreeSGD", "b1")])
+def test_deleted_group_key_raises_value_error_naming_it(name, key, compiled):
+    """``del opt.param_groups[0][key]`` then a step: a ValueError naming the key (was a KeyError
+    from inside the check), nothing changed, and the step works once the key is back."""
+    opt, params, grads = build((name, {}), compiled)
+    opt.step(grads)
+    value = opt.param_groups[0][key]
+    del opt.param_groups[0][key]
+    before = snapshot(opt) if name != "NAdam" else None  # NAdam's state reads its groups
+    with pytest.raises(ValueError, match=rf"param_groups\[0\] has no '{key}'"):
+        opt.step(grads)
+    if before is not None:
+        assert_unchanged(before, snapshot(opt))
+    assert opt._steps == [1, 1, 1]
+    opt.param_groups[0][key] = value
+    opt.step(grads)
+    assert opt._steps == [2, 2, 2]
+
+
+@pytest.mark.parametrize("entry", [1.5, [], None, "state"])
+def test_load_state_dict_entry_not_a_dict(entry, compiled):
+    """A state entry that is not a dict: a TypeError naming it (was "'float' object is not
+    iterable" from building the message)."""
+    opt, params, grads = build(CONFIGS[7], compiled)
+    opt.step(grads)
+    sd = opt.state_dict()
+    sd["state"][1] = entry
+    before = snapshot(opt)
+    with pytest.raises(TypeError, match=r"state_dict\['state'\]\[1\] must be a dict"):
+        opt.load_state_dict(sd)
+    assert_unchanged(before, snapshot(opt))
+
+
+@pytest.mark.parametrize("arrays,kwargs,exc,match", [
+    ([np.ones(2)], dict(dtype=object), TypeError, r"dtype must be a numeric dtype.*got object"),
+    ([np.ones(2)], dict(dtype=">f8"), TypeError, r"dtype must be a numeric dtype in native byte order"),
+    ([np.ones(2)], dict(dtype="nope"), TypeError, r"dtype 'nope' is not a NumPy dtype"),
+    ([np.ones(2), np.ma.masked_array(np.ones(3), mask=[1, 0, 0])], {}, TypeError, r"arrays\[1\] is a numpy.ma"),
+    ([np.ones(2), np.ones(2, dtype=object)], {}, TypeError, r"arrays\[1\] has dtype object"),
+    ([np.ones(2), np.array(["a", "b"])], {}, TypeError, r"arrays\[1\] has dtype <U1"),
+    ([np.ones(2), [[1.0], [1.0, 2.0]]], {}, ValueError, r"arrays\[1\] is not an array of numbers"),
+    ([np.ones(2), np.ones(2) + 1j], dict(dtype=np.float32), TypeError, r"arrays\[1\] has dtype complex128.*float32"),
+    ([np.arange(2), np.full(2, 1.5)], dict(dtype=np.int64), TypeError, r"arrays\[1\] has dtype float64.*int64"),
+    ("abc", {}, TypeError, r"arrays must be a sequence of arrays, got str"),
+    (3.0, {}, TypeError, r"arrays must be a sequence of arrays, got float"),
+])
+def test_flatten_rejects_what_it_cannot_pack(arrays, kwargs, exc, match):
+    """flatten names the argument (before: numpy's messages, a big-endian buffer, a masked
+    array's mask or a complex part silently dropped)."""
+    with pytest.raises(exc, match=match):
+        fastopt.flatten(arrays, **kwargs)
+
+
+def test_flatten_still_takes_array_likes():
+    flat, views = fastopt.flatten([[1, 2], np.float32(3.0), np.arange(4, dtype=np.int32).reshape(2, 2),
+                                   np.ones(2, ">f4"), np.asarray(np.asmatrix([[5.0, 6.0]]))])
+    assert flat.dtype == np.float64 and flat.dtype.isnative
+    np.testing.assert_array_equal(flat, [1, 2, 3, 0, 1, 2, 3, 1, 1, 5, 6])
+    assert [v.shape for v in views] == [(2,), (), (2, 2), (2,), (1, 2)]
+    flat, _ = fastopt.flatten([np.ones(2), np.arange(3)], dtype=np.float32)  # within a kind, and int -> float
+    assert flat.dtype == np.float32
+
+
+@pytest.mark.parametrize("convention", ["torch", "keras"])
+@pytest.mark.parametrize("step", [2**40, 2**62, 10**100])
+def test_nadam_loads_a_huge_step_count_at_once(convention, step, compiled):
+    """NAdam recomputes its momentum product from the step count: a state_dict with step 10**100
+    used to loop (forever) multiplying it out; now it loads at once and steps finitely."""
+    opt, params, grads = build(("NAdam", dict(convention=convention)), compiled)
+    opt.step(grads)
+    sd = opt.state_dict()
+    sd["state"][0]["step"] = step
+    opt.load_state_dict(sd)
+    opt.step(grads)
+    assert opt.state[0]["step"] == step + 1
+    assert opt.state[0]["mu_product" if convention == "torch" else "u_product"] == 0.0
+    assert all(np.isfinite(p).all() for p in params)
+
+
+def test_nadam_product_unchanged_for_realistic_steps():
+    """The fast path only starts a million steps ahead: loading any step below it gives the bits
+    of the step-by-step product."""
+    from fastopt.optimizers.nadam import _RunningProduct
+    for keras in (False, True):
+        a, b = _RunningProduct(keras, 0.9, 4e-3), _RunningProduct(keras, 0.9, 4e-3)
+        for t in range(1, 3000):
+            a(t)
+        assert b(2999) == a(2999) and b(500) == a(500)
+
+
+@pytest.mark.parametrize("grads", [None, 1.0, "grads", {0: np.ones(2)}])
+def test_clip_helpers_name_grads_that_are_no_list(grads, compiled):
+    """Was "'NoneType' object is not iterable" (or a message about grads[0] of a string)."""
+    for call in (lambda: fastopt.clip_grad_norm_(grads, 1.0, backend=compiled),
+                 lambda: fastopt.clip_grad_value_(grads, 1.0, backend=compiled),
+                 lambda: fastopt.global_norm(grads, backend=compiled)):
+        with pytest.raises(TypeError, match=r"grads must be an array or a list of arrays, got"):
+            call()
+
+
+@pytest.mark.parametrize("make", [lambda g: [g[0], g[1], g[0]], lambda g: [g[0], g[0].reshape(-1)[5:20]]],
+                         ids=["same-array-twice", "overlapping-views"])
+def test_clip_grad_norm_rejects_aliased_grads(make, compiled):
+    """An array given twice was counted twice in the norm and then scaled twice (by the square
+    of the factor); now a ValueError naming both, before anything is written."""
+    grads = _grads_for_clip()
+    before = [_bits(g) for g in grads]
+    with pytest.raises(ValueError, match=r"grads\[\d\] shares memory with grads\[\d\]"):
+        fastopt.clip_grad_norm_(make(grads), 0.1, backend=compiled)
+    assert [_bits(g) for g in grads] == before
+    # the helpers that scale nothing, or clamp (idempotent), still take it
+    assert fastopt.global_norm(make(grads), backend=compiled) > 0
+    fastopt.clip_grad_value_(make(grads), 0.1, backend=compiled)
+    assert max(np.abs(g).max() for g in make(grads)) <= 0.1

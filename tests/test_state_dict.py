@@ -393,3 +393,18 @@ def test_loads_torch_optimizer_state_dict(cfg):
             opt.step(grads)
     for m, tp in zip(mine, tparams):
         np.testing.assert_allclose(m, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_extra_group_keys_round_trip_but_another_optimizers_hyperparameters_do_not():
+    """torch's schedulers write ``initial_lr`` into the groups; resuming loads it back (torch keeps
+    any extra key). A key that is another optimizer's hyperparameter means the wrong checkpoint."""
+    opt = fastopt.Adam(np.zeros(4))
+    opt.step(np.ones(4))
+    opt.param_groups[0]["initial_lr"] = 1e-3
+    sd = opt.state_dict()
+    fresh = fastopt.Adam(np.zeros(4))
+    fresh.load_state_dict(sd)
+    assert fresh.param_groups[0]["initial_lr"] == 1e-3
+    sd["param_groups"][0]["momentum"] = 0.9
+    with pytest.raises(ValueError, match=r"\['momentum'\] that Adam does not have"):
+        fastopt.Adam(np.zeros(4)).load_state_dict(sd)

@@ -334,6 +334,10 @@ class Optimizer:
 
     def _check_group(self, group, where):
         """``_check_hyper`` of a group whose lr may be a schedule (checked at step 0, kept)."""
+        missing = [k for k in self.defaults if k not in group]
+        if missing:  # a deleted key: say which, not a KeyError from deep inside the check
+            raise ValueError(f"{where} has no {', '.join(map(repr, missing))}; every group of "
+                             f"{type(self).__name__} needs all of {sorted(self.defaults)}")
         schedule = _schedule_of(group["lr"])
         h = self._check_hyper(group if schedule is None else {**group, "lr": schedule(0)}, where)
         h["_schedule"] = schedule
@@ -681,7 +685,9 @@ class Optimizer:
             # decoupled_weight_decay where it matches this class) so torch's state_dict loads
             saved = {k: v for k, v in saved.items() if k not in _TORCH_SWITCHES and not (
                 k == "decoupled_weight_decay" and v == getattr(self, "decoupled", False))}
-            unknown = set(saved) - set(self.defaults) - {"params"}
+            # another optimizer's hyperparameters mean the wrong checkpoint; any other extra key
+            # (a torch scheduler's initial_lr, a user's tag) is kept, as torch.optim keeps it
+            unknown = (set(saved) - set(self.defaults) - {"params"}) & _all_hyperparameters()
             if unknown:
                 raise ValueError(f"state_dict group {g} has hyperparameters {sorted(unknown)} "
                                  f"that {type(self).__name__} does not have")
@@ -698,7 +704,10 @@ class Optimizer:
             if sid not in index_map:
                 raise ValueError(f"state_dict has state for parameter {sid!r}, which no group lists")
             p = index_map[sid]
-            if not isinstance(entry, dict) or set(entry) - allowed:
+            if not isinstance(entry, dict):
+                raise TypeError(f"state_dict['state'][{sid!r}] must be a dict of state values, "
+                                f"got {type(entry).__name__}")
+            if set(entry) - allowed:
                 raise ValueError(f"state_dict state {sid!r} has keys {sorted(entry)}; "
                                  f"{type(self).__name__} uses {sorted(allowed)}")
             required = {n for n in self._required_states(new_groups[p.group])
@@ -812,6 +821,17 @@ class Optimizer:
             lines.append(f"Parameter Group {g}")
             lines.extend(f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params")
         return "\n".join(lines) + "\n)"
+
+
+def _all_hyperparameters():
+    """The keyword names of every optimizer class defined so far (their hyperparameters)."""
+    import inspect
+    names, todo = set(), [Optimizer]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        names.update(inspect.signature(cls.__init__).parameters)
+    return names - {"self", "params", "args", "kwargs"}
 
 
 class _Call:

@@ -11,9 +11,12 @@ class _RunningProduct:
     product ``P_t = P_{t-1} * mu_t`` (``P_0 = 1``), multiplied one step at a time in the source's
     grouping (so the bits match it), for any ``t``: the last value and every 1024th are kept, so
     steps moving forward cost O(1) each (one power: q_{t+1} is kept for the next step) and a step
-    back at most 1024 products."""
+    back at most 1024 products; a jump of more than ``FAR`` steps costs at most ``FAR`` products."""
 
     EVERY = 1024
+    #: steps ahead beyond which a converged schedule's product is taken as a power of b1 (its bits
+    #: then differ from the step-by-step product's by an ulp or so per million steps)
+    FAR = 1 << 20
 
     def __init__(self, keras, b1, psi, rounding=None):
         self.keras, self.b1, self.psi = keras, b1, psi
@@ -43,6 +46,16 @@ class _RunningProduct:
             if not (k * self.EVERY <= self._t <= t):
                 self._t, self._p = k * self.EVERY, self._marks[k]
         while self._t < t:
+            if self._p == 0.0:  # underflowed: every later mu_t is finite, so P stays 0
+                self._t = t
+                break
+            if t - self._t > self.FAR and 1.0 - 0.5 * self._power(self._t + 1) == 1.0:
+                # mu_t is b1 to the last bit from here on: a loaded step count far ahead (a
+                # checkpoint's, or a corrupt 10**100) is one power, not a loop of t products
+                r = self.rounding or float
+                self._p = r(self._p * r(self.b1) ** (t - self._t))
+                self._t = t
+                break
             self._t += 1
             self._p = self._advance(self._p, self._power(self._t))
             if self._t == len(self._marks) * self.EVERY:
