@@ -14,9 +14,13 @@ such a build runs only on CPUs of that level: ``FASTOPT_MARCH=x86-64`` builds a 
 x86-64 CPU, ``FASTOPT_MARCH=native`` for this CPU exactly. ``-ffp-contract=off`` keeps FMA contraction
 from changing results: the Cython and Numba backends agree to the last bit.
 """
+import hashlib
 import os
 import platform
+import shutil
+import subprocess
 import sys
+import sysconfig
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
@@ -65,11 +69,52 @@ def extensions():
     sources = _kernel_file("_template").write_sources(KERNELS, os.path.join("build", "fastopt-kernels"))
     exts = [Extension(f"fastopt._cy.{name}", [src], extra_compile_args=cflags, extra_link_args=["-fopenmp"])
             for name, src in zip(KERNELS, sources)]
-    exts.append(Extension("fastopt._cy.openmp", ["fastopt/_cy/openmp.pyx"],
+    exts.append(Extension("fastopt._cy.fastopt_threads", ["fastopt/_cy/fastopt_threads.pyx"],
                           extra_compile_args=cflags, extra_link_args=["-fopenmp"]))
+    import Cython
+    compiler = _compiler_id()
+    for ext in exts:
+        CACHED[ext.name] = os.path.join(CACHE_DIR, f"{ext.name}-{_cache_key(ext, Cython.__version__, compiler)}"
+                                        + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
+    # only what the cache lacks is cythonized (Cython's own mtime check re-runs every module in a
+    # fresh build environment, whose Cython includes are newer than any generated C file)
     # one Cython and one compiler process per core: 22 modules of two fused specializations each
     # took over 4 minutes in one process
-    return cythonize(exts, language_level=3, quiet=True, include_path=[HERE], nthreads=_jobs())
+    missing = [ext for ext in exts if not os.path.exists(CACHED[ext.name])]
+    hits = [ext for ext in exts if ext not in missing]
+    if missing:
+        missing = cythonize(missing, language_level=3, quiet=True, include_path=[HERE], nthreads=_jobs())
+    return hits + missing
+
+
+#: compiled extensions by the digest of everything that goes into them (_cache_key): an editable
+#: reinstall, ``pip wheel .`` after ``pip install -e .`` or a rebuild after an edit of one rule
+#: compile only what changed (a fresh build compiles each module once)
+CACHE_DIR = os.path.join(HERE, "build", "fastopt-cache")
+#: extension name -> its module's path in the cache
+CACHED = {}
+
+
+def _compiler_id():
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
+    try:
+        return " ".join(cc) + subprocess.run([cc[0], "--version"], capture_output=True, text=True,
+                                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return " ".join(cc)
+
+
+def _cache_key(ext, cython_version, compiler):
+    """A digest of an extension's Cython source, the kernels' shared .pxd, the flags, Cython, the
+    compiler and the Python ABI."""
+    h = hashlib.sha256()
+    for path in list(ext.sources) + [os.path.join(HERE, "fastopt", "_kernels", "_common.pxd")]:
+        with open(path, "rb") as f:
+            h.update(f.read())
+    for part in (ext.name, ext.extra_compile_args, ext.extra_link_args, cython_version, compiler,
+                 sysconfig.get_config_var("EXT_SUFFIX"), sysconfig.get_config_var("CFLAGS"), sys.version):
+        h.update(repr(part).encode())
+    return h.hexdigest()[:20]
 
 
 def _jobs():
@@ -94,8 +139,8 @@ def default_march():
 
 
 class OptionalBuildExt(build_ext):
-    """build_ext that compiles the extensions in parallel and warns instead of failing unless
-    FASTOPT_REQUIRE_CYTHON=1."""
+    """build_ext that compiles the extensions in parallel, keeps each compiled module in a cache
+    keyed by its inputs, and warns instead of failing unless FASTOPT_REQUIRE_CYTHON=1."""
 
     def finalize_options(self):
         super().finalize_options()
@@ -110,9 +155,31 @@ class OptionalBuildExt(build_ext):
 
     def build_extension(self, ext):
         try:
-            super().build_extension(ext)
+            self._cached_build(ext)
         except Exception as exc:
             self._skip(exc)
+
+    def _cached_build(self, ext):
+        target = self.get_ext_fullpath(ext.name)
+        cached = CACHED[ext.name]
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        if os.path.exists(cached):
+            tmp = f"{target}.{os.getpid()}.tmp"
+            shutil.copyfile(cached, tmp)
+            os.replace(tmp, target)  # a new file: a process that has the old one loaded keeps it
+            return
+        self.force = True  # build_ext's own mtime check would keep a stale in-place module
+        super().build_extension(ext)
+        os.makedirs(CACHE_DIR, exist_ok=True)
+        tmp = f"{cached}.{os.getpid()}.tmp"
+        shutil.copyfile(target, tmp)
+        os.replace(tmp, cached)  # atomic: parallel builds never read a half-written module
+        # the two newest builds of a module stay (e.g. two -march settings), older ones go
+        prefix = ext.name + "-"
+        old = sorted((e for e in os.scandir(CACHE_DIR) if e.name.startswith(prefix) and not e.name.endswith(".tmp")),
+                     key=lambda e: e.stat().st_mtime)[:-2]
+        for entry in old:
+            os.remove(entry.path)
 
     def _skip(self, exc):
         if REQUIRED:

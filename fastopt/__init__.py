@@ -26,6 +26,9 @@ from fastopt.optimizers import AdaBelief, Adan, Ftrl, Lion, ScheduleFreeAdamW, S
 # per-array family
 from fastopt.optimizers import LARS, Adafactor, Lamb
 from fastopt.scaler import LossScaler
+from fastopt import _threads
+
+_threads.register_threadpoolctl()  # threadpool_limits(1) limits fastopt's pool too
 
 __version__ = "0.1.0"
 

@@ -27,7 +27,12 @@ import warnings
 
 import numpy as np
 
+from fastopt import _threads
 from fastopt._kernels import MODULES, _template
+
+# before any OpenMP runtime loads (Numba's threading layer and the Cython build load libgomp lazily)
+_threads._spin["libgomp_loaded_before"] = _threads._libgomp_loaded()
+_threads._spin["set"] = _threads.bound_spin()
 
 BACKENDS = ("numba", "cython", "python")
 PARALLEL_THRESHOLD = 65536
@@ -45,6 +50,12 @@ _KERNEL_MODULE = {"norm_partials": "reduce", "scale_clamp_": "reduce", "stream":
                   **{k: "adafactor" for k in ("adafactor_vec_norms", "adafactor_vec_update", "adafactor_mat_stats",
                                               "adafactor_mat_norm", "adafactor_mat_update")},
                   **{m: m for m in MODULES if _template.is_elementwise(m)}}
+
+
+#: kernels whose last argument is their chunk count (1 for the serial build); the others (the
+#: per-array rules' and the norm's) take the same arguments serial or parallel
+_CHUNKED = frozenset(k for k, m in _KERNEL_MODULE.items()
+                     if m not in ("lamb", "lars", "adafactor") and k != "norm_partials")
 
 
 class BackendUnavailable(ImportError):
@@ -128,11 +139,16 @@ class Backend:
         self._cache = {}
 
     def kernel(self, name, dtype, parallel):
-        """The callable for kernel ``name`` on arrays of ``dtype``; serial or parallel."""
+        """The callable for kernel ``name`` on arrays of ``dtype``; serial or parallel. A parallel
+        kernel that takes its chunk count last runs serially when that measures faster
+        (``_threads.adaptive``)."""
         key = (name, np.dtype(dtype).char, bool(parallel))
         fn = self._cache.get(key)
         if fn is None:
-            fn = self._cache[key] = self._build(name, np.dtype(dtype), bool(parallel))
+            fn = self._build(name, np.dtype(dtype), bool(parallel))
+            if parallel and _threads.adaptive_enabled():
+                fn = _threads.adaptive(self.kernel(name, dtype, False), fn, {}, name in _CHUNKED)
+            self._cache[key] = fn
         return fn
 
     def _build(self, name, dtype, parallel):  # pragma: no cover - abstract
@@ -330,7 +346,7 @@ class CythonBackend(Backend):
     def __init__(self):
         super().__init__()
         try:
-            self._openmp = importlib.import_module("fastopt._cy.openmp")
+            self._openmp = importlib.import_module("fastopt._cy.fastopt_threads")
             self._modules = {m: importlib.import_module(f"fastopt._cy.{m}") for m in MODULES}
         except ImportError as exc:
             raise BackendUnavailable(

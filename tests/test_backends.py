@@ -88,7 +88,7 @@ def test_auto_falls_back_without_numba_with_a_warning():
 def test_missing_cython_build_says_how_to_get_it():
     out = run_python("""
         import sys
-        sys.modules["fastopt._cy.openmp"] = None   # as if the extensions were not built
+        sys.modules["fastopt._cy.fastopt_threads"] = None   # as if the extensions were not built
         import fastopt
         try:
             fastopt.set_backend("cython")

@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""OpenMP thread control for the Cython backend."""
+"""OpenMP thread control for the Cython backend. Its file name is what threadpoolctl matches to
+find fastopt's pool (fastopt/_threads.py), so fastopt imports it on import when it is built."""
 cimport openmp
 
 

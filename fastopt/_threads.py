@@ -1,0 +1,199 @@
+"""The thread policy: how fastopt's kernel threads wait, how many step, and when a step runs serially.
+
+Inside a training loop fastopt's workers share the cores with other pools (OpenBLAS's, torch's
+intra-op pool, another process's). Three rules keep a step never much slower than one thread:
+
+- **Idle workers sleep soon.** Both backends run their parallel kernels on GNU OpenMP (Numba's
+  ``omp`` threading layer, the Cython build's ``prange``), whose workers spin after each parallel
+  region for ``GOMP_SPINCOUNT`` iterations (300,000 by default: milliseconds, during which they
+  hold cores the caller's next matmul needs). Unless the user set ``GOMP_SPINCOUNT`` or
+  ``OMP_WAIT_POLICY``, importing fastopt bounds the spin to :data:`SPINCOUNT` (tens of
+  microseconds: long enough for the norm pass and the update pass of one step to share a wake-up).
+  It applies when fastopt is the first to load libgomp, as it usually is (torch and scikit-learn
+  carry their own copies); ``show_config`` says whether it did.
+- **Threads from the affinity mask**, shared among a launcher's ranks (``default_threads`` in
+  ``_backends``).
+- **Serial or parallel, measured.** A kernel above the parallel threshold is timed on every call
+  (two clock reads); per kernel, dtype and size a :class:`Choice` first tries both ways, then runs
+  the faster one and re-tries the other now and then (sooner when the chosen way slows down,
+  rarer while it keeps winning). Serial and parallel runs give the same bits (elementwise kernels;
+  the reductions use fixed chunks), so the choice never changes a result. ``FASTOPT_ADAPTIVE=0``
+  always runs parallel above the threshold.
+
+``threadpoolctl`` sees fastopt's pool (:func:`register_threadpoolctl`): ``threadpool_limits(1)``
+limits fastopt too, and ``threadpool_info()`` lists it with ``user_api="fastopt"``.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+#: spin iterations of an idle libgomp worker before it sleeps, when the user set none (~10-60 us
+#: on current x86 cores, against libgomp's 300,000)
+SPINCOUNT = 2000
+
+_spin = {"set": False, "libgomp_loaded_before": False}
+
+
+def bound_spin(environ=None):
+    """Set ``GOMP_SPINCOUNT`` to :data:`SPINCOUNT` unless the user chose a wait policy. Returns
+    whether it was set. libgomp reads it when it loads, so this runs at fastopt's import."""
+    environ = os.environ if environ is None else environ
+    if "GOMP_SPINCOUNT" in environ or "OMP_WAIT_POLICY" in environ:
+        return False
+    environ["GOMP_SPINCOUNT"] = str(SPINCOUNT)
+    return True
+
+
+def _libgomp_loaded():
+    try:
+        with open("/proc/self/maps") as f:
+            return any("libgomp.so" in line for line in f)
+    except OSError:  # not Linux
+        return False
+
+
+def spin_status():
+    """How fastopt's idle workers wait, in words (for ``show_config``)."""
+    value = os.environ.get("GOMP_SPINCOUNT")
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    if not _spin["set"]:
+        return f"user's (GOMP_SPINCOUNT={value}, OMP_WAIT_POLICY={policy})"
+    if _spin["libgomp_loaded_before"]:
+        return (f"GOMP_SPINCOUNT={value} set, but libgomp was loaded before fastopt: its workers "
+                "spin as that library was told")
+    return f"spin {value} iterations, then sleep"
+
+
+def adaptive_enabled(environ=None):
+    environ = os.environ if environ is None else environ
+    return environ.get("FASTOPT_ADAPTIVE", "1").strip() not in ("0", "false", "no", "off")
+
+
+class Choice:
+    """Serial or parallel for one kernel over one size, from the times of its recent calls.
+
+    Calls 0-3 alternate parallel, serial, parallel, serial (the first of each way warms up and is
+    not counted); from then on the faster way runs, and the other is tried again after
+    ``interval`` calls: the interval doubles (16 up to ``MAX_INTERVAL``) each time the try loses
+    and starts again at 16 when it wins. A chosen way that takes over 1.5x its best recent time
+    (another pool woke up) has the other tried at the next call. The other way must win by 10%
+    to be taken."""
+
+    __slots__ = ("calls", "parallel", "last", "best", "next_try", "interval")
+    MIN_INTERVAL = 16
+    MAX_INTERVAL = 1024
+    MARGIN = 0.9
+    SLOWDOWN = 1.5
+
+    def __init__(self):
+        self.calls = 0
+        self.parallel = True
+        self.last = [None, None]  # the latest time of [serial, parallel], ns
+        self.best = [None, None]  # the chosen way's recent best
+        self.next_try = 4
+        self.interval = self.MIN_INTERVAL
+
+    def pick(self):
+        """Whether the next call runs parallel."""
+        c = self.calls
+        if c < 4:
+            return c % 2 == 0
+        if c >= self.next_try:
+            return not self.parallel
+        return self.parallel
+
+    def record(self, parallel, ns):
+        """The time of a call that ran ``parallel`` (as :meth:`pick` said)."""
+        c = self.calls
+        self.calls = c + 1
+        if c < 2:  # warm-up calls
+            return
+        way = int(parallel)
+        self.last[way] = ns
+        if c < 4:
+            if c == 3:
+                self.parallel = self.last[1] <= self.last[0]
+                self.best = [self.last[0], self.last[1]]
+                self.next_try = self.calls + self.interval
+            return
+        if parallel != self.parallel:  # a try of the other way
+            mine = self.last[int(self.parallel)]
+            if ns < self.MARGIN * mine:
+                self.parallel = parallel
+                self.interval = self.MIN_INTERVAL
+                self.best[way] = ns
+            else:
+                self.interval = min(2 * self.interval, self.MAX_INTERVAL)
+            self.next_try = self.calls + self.interval
+            return
+        best = self.best[way]
+        if best is None or ns < best:
+            self.best[way] = ns
+        elif ns > self.SLOWDOWN * best:
+            self.best[way] = ns  # the new normal, unless the try shows otherwise
+            self.next_try = self.calls
+
+
+def adaptive(serial, parallel, choices, chunked=True):
+    """A kernel callable that runs ``parallel`` or ``serial`` with the same arguments (the last,
+    the chunk count, 1 for ``serial`` when ``chunked``), as the :class:`Choice` for its first
+    argument's size says. ``choices`` maps size -> Choice."""
+    clock = time.perf_counter_ns
+
+    def call(*args):
+        n = args[0].shape[0]
+        choice = choices.get(n)
+        if choice is None:
+            choice = choices[n] = Choice()
+        par = choice.pick()
+        t = clock()
+        if par:
+            parallel(*args)
+        elif chunked:
+            serial(*args[:-1], 1)
+        else:
+            serial(*args)
+        choice.record(par, clock() - t)
+    call.choices = choices
+    return call
+
+
+# ---------------------------------------------------------------- threadpoolctl
+def register_threadpoolctl():
+    """Make fastopt's pool visible to threadpoolctl, if it is installed: a controller matched to
+    the shared library that holds the pool (the Cython build's ``fastopt_threads`` module, else
+    Numba's threading-layer library) that reads and sets ``fastopt.set_num_threads``."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return False
+    from fastopt import _backends
+    try:  # the Cython build's module: loaded now, so threadpoolctl finds it from the start
+        import fastopt._cy.fastopt_threads  # noqa: F401
+        prefixes = ("fastopt_threads",)
+    except ImportError:  # Numba only: its threading layer's library, once it has started
+        prefixes = ("omppool", "workqueue", "tbbpool")
+
+    class FastoptController(threadpoolctl.LibController):
+        user_api = "fastopt"
+        internal_api = "fastopt"
+        filename_prefixes = prefixes
+
+        def get_num_threads(self):
+            return _backends.get_num_threads()
+
+        def set_num_threads(self, num_threads):
+            _backends.set_num_threads(max(1, int(num_threads)))
+
+        def get_version(self):
+            import fastopt
+            return fastopt.__version__
+
+        def set_additional_attributes(self):
+            self.backend = _backends.get_backend()
+            self.parallel_threshold = _backends.PARALLEL_THRESHOLD
+
+    threadpoolctl.register(FastoptController)
+    return True
+
