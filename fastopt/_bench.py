@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import statistics
 import sys
@@ -221,7 +222,12 @@ def competitor_step(impl, name, params, hyper, global_clipnorm=None):
     return step
 
 
-def measure(steps, repeat_time=0.15, min_samples=3, warmup=2):
+#: a row whose interquartile range exceeds this fraction of its median is re-timed, and
+#: reported as noisy (with no ratio) if it still does
+MAX_SPREAD = 0.20
+
+
+def measure(steps, repeat_time=0.15, min_samples=3, warmup=2, max_spread=MAX_SPREAD, extend=4):
     """Median and min seconds per call of each ``steps[label]()``, measured interleaved.
 
     After ``warmup`` calls each (JIT compilation and first-step allocations excluded), rounds
@@ -229,7 +235,9 @@ def measure(steps, repeat_time=0.15, min_samples=3, warmup=2):
     ``repeat_time`` seconds and ``min_samples`` samples: memory bandwidth on a shared machine
     drifts by tens of percent within seconds, and interleaving exposes every implementation to
     the same drift, so their ratios hold within one run. Batches last ~1 ms, so the timer's
-    own cost does not dominate microsecond steps.
+    own cost does not dominate microsecond steps. While a label's IQR is over ``max_spread`` of
+    its median, its sampling goes on, up to ``extend`` times ``repeat_time``; ``noisy`` says it
+    stayed over.
     """
     clock = time.perf_counter
     labels = list(steps)
@@ -245,11 +253,22 @@ def measure(steps, repeat_time=0.15, min_samples=3, warmup=2):
     samples = {label: [] for label in labels}
     spent = dict.fromkeys(labels, 0.0)
     rnd = 0
-    while any(len(samples[x]) < min_samples or spent[x] < repeat_time for x in labels):
+    def spread(v):
+        if len(v) < 4:
+            return math.inf
+        q = statistics.quantiles(v, n=4)
+        return (q[2] - q[0]) / statistics.median(v)
+
+    def wanted(x):
+        if len(samples[x]) < min_samples or spent[x] < repeat_time:
+            return True
+        return spent[x] < extend * repeat_time and spread(samples[x]) > max_spread
+
+    while any(wanted(x) for x in labels):
         order = labels[rnd % len(labels):] + labels[:rnd % len(labels)]
         rnd += 1
         for label in order:
-            if len(samples[label]) >= min_samples and spent[label] >= repeat_time:
+            if not wanted(label):
                 continue
             step, k = steps[label], batch[label]
             t0 = clock()
@@ -265,8 +284,10 @@ def measure(steps, repeat_time=0.15, min_samples=3, warmup=2):
     out = {}
     for label, v in samples.items():
         q = statistics.quantiles(v, n=4) if len(v) >= 2 else [v[0], v[0], v[0]]
-        out[label] = {"median_s": statistics.median(v), "min_s": min(v), "samples": len(v),
-                      "iqr_s": q[2] - q[0], "calls_per_sample": batch[label]}
+        med = statistics.median(v)
+        out[label] = {"median_s": med, "min_s": min(v), "samples": len(v),
+                      "iqr_s": q[2] - q[0], "calls_per_sample": batch[label],
+                      "noisy": (q[2] - q[0]) / med > max_spread}
     return out
 
 
@@ -448,6 +469,7 @@ def run(sizes=DEFAULT_SIZES, optimizers=DEFAULT_OPTIMIZERS, dtype="float32", thr
                                   "time_us": t * 1e6, "min_us": stats["min_s"] * 1e6,
                                   "iqr_pct": 100 * stats["iqr_s"] / t, "samples": stats["samples"],
                                   "calls_per_sample": stats["calls_per_sample"], "gbps": gbps,
+                                  "noisy": stats["noisy"],
                                   "pct_ceiling": 100 * gbps / ceil_gbps,
                                   "faults_per_step": faults[label], "agrees": agrees[label]})
             del steps
@@ -463,9 +485,14 @@ def run(sizes=DEFAULT_SIZES, optimizers=DEFAULT_OPTIMIZERS, dtype="float32", thr
                 if "skipped" in r:
                     say(f"{name:<{w}} {n:>10} {r['impl']:<16} {'-':>10}  {r['skipped'].splitlines()[0][:60]}")
                     continue
-                if ref is not None:
+                # a ratio only where both sides were measured within the spread bound
+                if r["noisy"] or (ref is not None and ref["noisy"]):
+                    sp = "noisy"
+                elif ref is not None:
                     r["fastopt_speedup"] = r["time_us"] / ref["time_us"]
-                sp = f"{r['fastopt_speedup']:.2f}x" if ref is not None else ""
+                    sp = f"{r['fastopt_speedup']:.3g}x"
+                else:
+                    sp = ""
                 flt = "-" if r["faults_per_step"] is None else f"{r['faults_per_step']:.0f}"
                 flag = "" if r["agrees"] else "  RESULTS DIFFER from the first implementation"
                 say(f"{name:<{w}} {n:>10} {r['impl']:<16} {r['time_us']:>10.1f} {r['iqr_pct']:>5.0f}% "
@@ -479,7 +506,8 @@ def run(sizes=DEFAULT_SIZES, optimizers=DEFAULT_OPTIMIZERS, dtype="float32", thr
         + f"; GB/s counts the bytes a fused step reads and writes per element (Adam {dtype.name}: "
         + f"{bytes_per_element('Adam', {}, dtype.itemsize)} B); %ceil = GB/s / that of the read-modify-write "
         + "update kernel a = a + s*b moving the same bytes, timed interleaved in the same case; faults = minor page faults per step after warm-up; "
-        + "+-IQR = interquartile range / median")
+        + f"+-IQR = interquartile range / median; a row whose IQR stays over {MAX_SPREAD:.0%} after "
+        + "4x the sampling time says 'noisy' instead of a speedup (other tasks were taking the cores)")
     return rows
 
 

@@ -97,17 +97,19 @@ def run(model="gpt2", name="Adam", impls=IMPLS, repeat_time=1.0, out=sys.stdout,
     ref = stats.get("fastopt-flat")
     for impl, st in stats.items():
         t = st["median_s"]
+        noisy = st["noisy"] or (ref is not None and ref["noisy"])
         rows.append({"impl": impl, "model": model, "optimizer": name, "arrays": len(shapes), "elements": n,
-                     "time_ms": t * 1e3, "gbps": bpe * n / t / 1e9,
-                     "vs_flat": t / ref["median_s"] if ref else None})
+                     "time_ms": t * 1e3, "gbps": bpe * n / t / 1e9, "iqr_pct": 100 * st["iqr_s"] / t,
+                     "noisy": st["noisy"], "vs_flat": t / ref["median_s"] if ref and not noisy else None})
     order = {impl: k for k, impl in enumerate(impls)}
     rows.sort(key=lambda r: order.get(r["impl"], 99))
-    say(f"{'impl':<16} {'ms/step':>9} {'GB/s':>7} {'time / fastopt-flat':>20}")
+    say(f"{'impl':<16} {'ms/step':>9} {'+-IQR':>6} {'GB/s':>7} {'time / fastopt-flat':>20}")
     for r in rows:
         if "skipped" in r:
             say(f"{r['impl']:<16} {'-':>9} {'-':>7} {'-':>20}  {r['skipped']}")
         else:
-            say(f"{r['impl']:<16} {r['time_ms']:>9.3f} {r['gbps']:>7.1f} {r['vs_flat']:>19.2f}x")
+            ratio = "noisy (IQR > 20%)" if r["vs_flat"] is None else f"{r['vs_flat']:.3g}x"
+            say(f"{r['impl']:<16} {r['time_ms']:>9.3f} {r['iqr_pct']:>5.0f}% {r['gbps']:>7.1f} {ratio:>20}")
     del steps
     gc.collect()
     return rows
