@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from fastopt import _backends
+from fastopt import _backends, _threads
 
 
 def _cpu_name():
@@ -60,6 +60,9 @@ def config():
         "numba max threads": numba_threads,
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "parallel threshold (elements)": _backends.PARALLEL_THRESHOLD,
+        "idle OpenMP workers": _threads.spin_status(),
+        "serial/parallel choice": ("measured per kernel and size" if _threads.adaptive_enabled()
+                                   else "off (FASTOPT_ADAPTIVE=0): parallel above the threshold"),
         "cpu": _cpu_name(),
         "cpu cores available": _backends._cpu_count(),
         "cpu features": " ".join(_cpu_flags()),
