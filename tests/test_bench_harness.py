@@ -38,3 +38,15 @@ def test_bench_zero_runs_two_ranks_and_halves_the_state():
     assert single["owned"] == r0["owned"] + r1["owned"] == 64 * 32 + 32 + 32 * 16 + 16
     assert r0["state_bytes"] + r1["state_bytes"] == single["state_bytes"]
     assert "ZeRO-1 rank 1" in out.getvalue()
+
+
+def test_measure_flags_a_spread_it_cannot_bring_under_the_bound():
+    """A row whose IQR stays over the bound is 'noisy' (and printed without a ratio); a steady one is not."""
+    import itertools
+    import time as _time
+    from fastopt._bench import measure
+    waits = itertools.cycle([0.0, 0.004])  # every other call 4 ms: an IQR far over 20% of the median
+    stats = measure({"jumpy": lambda: _time.sleep(next(waits)), "steady": lambda: _time.sleep(0.002)},
+                    repeat_time=0.05, min_samples=4, warmup=1)
+    assert stats["jumpy"]["noisy"] and stats["jumpy"]["samples"] >= 4
+    assert not stats["steady"]["noisy"]
