@@ -62,7 +62,9 @@ def extensions():
     cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-fopenmp",
               "--param=max-unswitch-insns=1000", "--param=max-unswitch-level=6",
               "--param=vect-max-version-for-alias-checks=100",
-              "-fno-inline-functions", "-fno-inline-functions-called-once", "-fno-inline-small-functions"]
+              "-fno-inline-functions", "-fno-inline-functions-called-once", "-fno-inline-small-functions",
+              # no debug info (Python's CFLAGS ask for -g): modules 4x smaller (Adam's 2.9 -> 0.7 MB)
+              "-g0"]
     march = os.environ.get("FASTOPT_MARCH") or default_march()
     if march:
         cflags.append(f"-march={march}")
