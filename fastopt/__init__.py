@@ -25,6 +25,9 @@ from fastopt.optimizers import AdaBelief, Adan, Ftrl, Lion, ScheduleFreeAdamW, S
 
 # per-array family
 from fastopt.optimizers import LARS, Adafactor, Lamb
+
+# matrix family (2-D parameters)
+from fastopt.optimizers import Muon
 from fastopt.scaler import LossScaler
 from fastopt import _threads
 
@@ -44,3 +47,5 @@ __all__ += ["Adadelta", "Adamax", "NAdam", "Nadam", "RAdam", "Rprop", "ASGD"]
 __all__ += ["Ftrl", "Lion", "Yogi", "AdaBelief", "Adan", "ScheduleFreeAdamW", "ScheduleFreeSGD"]
 # per-array family
 __all__ += ["Lamb", "LARS", "Adafactor"]
+# matrix family (2-D parameters)
+__all__ += ["Muon"]

@@ -33,7 +33,7 @@ from fastopt._reference_state import _next_step, _zeros_state
 __all__ = ["sgd_step", "adam_step", "adamw_step", "rmsprop_step", "adagrad_step", "adadelta_step", "adamax_step",
            "nadam_step", "radam_step", "rprop_step", "asgd_step", "adafactor_step", "STEPS", "STATE_NAMES",
            "SCALAR_STATE_NAMES",
-           "clip_grad_norm_", "clip_grad_value_", "keras_clip", "Reference"]
+           "clip_grad_norm_", "clip_grad_value_", "keras_clip", "Reference", "muon_step", "Muon"]
 
 
 def _lerp(a, b, w):
@@ -626,3 +626,6 @@ def _merge_sources():
 
 
 _merge_sources()
+
+# Muon (2-D parameters only, so not in STEPS, whose rules take any shape): fastopt.reference_muon
+from fastopt.reference_muon import Muon, muon_step  # noqa: E402

@@ -39,7 +39,7 @@ from fastopt import optimizers as _fo
 from fastopt.flat import alloc_staggered
 
 __all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "RAdam", "Rprop", "NAdam", "ASGD",
-           "Adafactor", "Lion", "Lamb", "LARS", "Ftrl", "Yogi", "AdaBelief", "Adan", "ScheduleFreeAdamW",
+           "Adafactor", "Muon", "Lion", "Lamb", "LARS", "Ftrl", "Yogi", "AdaBelief", "Adan", "ScheduleFreeAdamW",
            "ScheduleFreeSGD", "AdamWScheduleFree", "SGDScheduleFree", "flatten_parameters", "FlatParameters"]
 
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
@@ -627,6 +627,22 @@ class Adafactor(_TorchOptimizer):
                  foreach=None, maximize=False, **options):
         defaults = dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults, switches=_switches(foreach=foreach), **options)
+
+
+class Muon(_TorchOptimizer):
+    __doc__ = ("Drop-in ``torch.optim.Muon`` on fastopt (2-D parameters only, as torch). State as torch's: "
+               "``momentum_buffer`` (no ``step``). The Newton-Schulz iterations run in the parameter's dtype, "
+               "torch's in bfloat16 (see the warning below).\n\n" + (_fo.Muon.__doc__ or ""))
+    _fastopt = _fo.Muon
+    _hyper = ("lr", "weight_decay", "momentum", "nesterov", "ns_coefficients", "eps", "ns_steps", "adjust_lr_fn")
+
+    def __init__(self, params, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+                 ns_coefficients=_fo.muon.NS_COEFFICIENTS, eps=1e-7, ns_steps=5, adjust_lr_fn=None, **options):
+        if isinstance(lr, torch.Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+                        ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
+        super().__init__(params, defaults, switches={}, **options)
 
 
 # ---------------------------------------------------------------------------------- beyond torch.optim

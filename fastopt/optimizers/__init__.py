@@ -25,7 +25,11 @@ from fastopt.optimizers.adafactor import Adafactor
 from fastopt.optimizers.lamb import Lamb
 from fastopt.optimizers.lars import LARS
 
+# matrix family
+from fastopt.optimizers.muon import Muon
+
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
 __all__ += ["Adadelta", "Adamax", "NAdam", "Nadam", "RAdam", "Rprop", "ASGD"]  # torch family
 __all__ += ["Ftrl", "Lion", "Yogi", "AdaBelief", "Adan", "ScheduleFreeAdamW", "ScheduleFreeSGD"]  # keras / optax family
 __all__ += ["Lamb", "LARS", "Adafactor"]  # per-array family
+__all__ += ["Muon"]  # matrix family
