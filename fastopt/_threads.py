@@ -25,6 +25,7 @@ limits fastopt too, and ``threadpool_info()`` lists it with ``user_api="fastopt"
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -73,14 +74,15 @@ def adaptive_enabled(environ=None):
 class Choice:
     """Serial or parallel for one kernel over one size, from the times of its recent calls.
 
-    Calls 0-3 alternate parallel, serial, parallel, serial (the first of each way warms up and is
-    not counted); from then on the faster way runs, and the other is tried again after
+    A *try* of a way is ``TRY`` calls in a row, the first not counted (it wakes the sleeping
+    workers, or warms the caches), the best of the rest its time. The first calls try parallel,
+    then serial; from then on the faster way runs, and the other is tried again after
     ``interval`` calls: the interval doubles (16 up to ``MAX_INTERVAL``) each time the try loses
     and starts again at 16 when it wins. A chosen way that takes over 1.5x its best recent time
-    (another pool woke up) has the other tried at the next call. The other way must win by 10%
-    to be taken."""
+    (another pool woke up) has the other tried at once. The other way must win by 10%."""
 
-    __slots__ = ("calls", "parallel", "last", "best", "next_try", "interval")
+    __slots__ = ("calls", "parallel", "trying", "left", "tried", "recent", "best", "next_try", "interval")
+    TRY = 3
     MIN_INTERVAL = 16
     MAX_INTERVAL = 1024
     MARGIN = 0.9
@@ -88,50 +90,53 @@ class Choice:
 
     def __init__(self):
         self.calls = 0
-        self.parallel = True
-        self.last = [None, None]  # the latest time of [serial, parallel], ns
-        self.best = [None, None]  # the chosen way's recent best
-        self.next_try = 4
+        self.parallel = None  # not chosen yet
+        self.trying, self.left, self.tried = True, self.TRY, []  # the first try: parallel
+        self.recent = []  # the chosen way's latest times, ns
+        self.best = None
+        self.next_try = 0
         self.interval = self.MIN_INTERVAL
 
     def pick(self):
         """Whether the next call runs parallel."""
-        c = self.calls
-        if c < 4:
-            return c % 2 == 0
-        if c >= self.next_try:
-            return not self.parallel
+        if self.left:
+            return self.trying
+        if self.calls >= self.next_try:  # start a try of the other way
+            self.trying, self.left, self.tried = not self.parallel, self.TRY, []
+            return self.trying
         return self.parallel
 
     def record(self, parallel, ns):
         """The time of a call that ran ``parallel`` (as :meth:`pick` said)."""
-        c = self.calls
-        self.calls = c + 1
-        if c < 2:  # warm-up calls
-            return
-        way = int(parallel)
-        self.last[way] = ns
-        if c < 4:
-            if c == 3:
-                self.parallel = self.last[1] <= self.last[0]
-                self.best = [self.last[0], self.last[1]]
-                self.next_try = self.calls + self.interval
-            return
-        if parallel != self.parallel:  # a try of the other way
-            mine = self.last[int(self.parallel)]
-            if ns < self.MARGIN * mine:
-                self.parallel = parallel
+        self.calls += 1
+        if self.left:
+            self.left -= 1
+            if self.left < self.TRY - 1:
+                self.tried.append(ns)
+            if self.left:
+                return
+            t = min(self.tried)
+            if self.parallel is None:  # the first try was parallel: now try serial
+                self.parallel, self.recent, self.best = True, [t], t
+                self.trying, self.left, self.tried = False, self.TRY, []
+                return
+            mine = min(self.recent) if self.recent else math.inf
+            if t < self.MARGIN * mine:
+                self.parallel, self.recent, self.best = parallel, [t], t
                 self.interval = self.MIN_INTERVAL
-                self.best[way] = ns
             else:
                 self.interval = min(2 * self.interval, self.MAX_INTERVAL)
             self.next_try = self.calls + self.interval
             return
-        best = self.best[way]
-        if best is None or ns < best:
-            self.best[way] = ns
-        elif ns > self.SLOWDOWN * best:
-            self.best[way] = ns  # the new normal, unless the try shows otherwise
+        recent = self.recent
+        recent.append(ns)
+        if len(recent) > 4:
+            del recent[0]
+        if self.best is None or ns < self.best:
+            self.best = ns
+        elif min(recent[-2:]) > self.SLOWDOWN * self.best and len(recent) >= 2:
+            self.best = min(recent[-2:])  # the new normal, unless the try shows otherwise
+            self.recent = recent[-2:]
             self.next_try = self.calls
 
 

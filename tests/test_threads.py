@@ -26,30 +26,31 @@ def drive(choice, times, calls):
 
 def test_choice_tries_both_ways_first_then_keeps_the_faster():
     c = _threads.Choice()
-    ways = drive(c, lambda par, k: 100 if par else 300, 4)
-    assert ways == [True, False, True, False]
+    ways = drive(c, lambda par, k: 100 if par else 300, 6)
+    assert ways == [True] * 3 + [False] * 3  # a try is 3 calls, the first (waking workers) not counted
     assert c.parallel
-    ways = drive(c, lambda par, k: 100 if par else 300, 200)
-    tries = [k for k, w in enumerate(ways) if not w]
-    # the losing way is tried again at growing intervals (16, 32, 64, ...)
-    gaps = np.diff(tries)
-    assert len(tries) >= 2 and all(b >= a for a, b in zip(gaps, gaps[1:])) and gaps[0] >= 16
+    ways = drive(c, lambda par, k: 100 if par else 300, 400)
+    starts = [k for k, w in enumerate(ways) if not w and (k == 0 or ways[k - 1])]
+    # the losing way is tried again, 3 calls a time, at growing intervals (16, 32, 64, ...)
+    assert all(ways[k:k + 3] == [False] * 3 for k in starts)
+    gaps = np.diff(starts)
+    assert len(starts) >= 2 and all(b > a for a, b in zip(gaps, gaps[1:])) and gaps[0] >= 16
 
 
 def test_choice_goes_serial_when_parallel_is_slower():
     c = _threads.Choice()
     ways = drive(c, lambda par, k: 3000 if par else 200, 100)
     assert not c.parallel
-    assert sum(ways[4:]) <= 4  # a few tries of parallel in 96 calls
+    assert sum(ways[6:]) <= 9  # a few tries of parallel in 94 calls
 
 
 def test_choice_follows_a_change_of_load():
     c = _threads.Choice()
     drive(c, lambda par, k: 100 if par else 300, 50)
     assert c.parallel
-    # another pool starts: parallel becomes 20x slower; the next call tries serial and keeps it
-    ways = drive(c, lambda par, k: 2000 if par else 300, 3)
-    assert ways[0] and not ways[1] and not c.parallel
+    # another pool starts: parallel becomes 20x slower; after two slow calls serial is tried, and kept
+    ways = drive(c, lambda par, k: 2000 if par else 300, 5)
+    assert ways == [True, True, False, False, False] and not c.parallel
     # the load goes: parallel wins again at its next try
     drive(c, lambda par, k: 100 if par else 300, 2 * _threads.Choice.MAX_INTERVAL)
     assert c.parallel
@@ -102,7 +103,7 @@ def test_adaptive_serial_call_gets_one_chunk():
     x = np.zeros(10)
     for _ in range(4):
         call(x, 2.0, 8)
-    assert seen == [("parallel", 8), ("serial", 1), ("parallel", 8), ("serial", 1)]
+    assert seen == [("parallel", 8)] * 3 + [("serial", 1)]
     unchunked = _threads.adaptive(lambda *a: seen.append(("serial", a)), lambda *a: seen.append(("parallel", a)),
                                   {}, chunked=False)
     seen.clear()
