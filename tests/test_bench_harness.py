@@ -50,3 +50,37 @@ def test_measure_flags_a_spread_it_cannot_bring_under_the_bound():
                     repeat_time=0.05, min_samples=4, warmup=1)
     assert stats["jumpy"]["noisy"] and stats["jumpy"]["samples"] >= 4
     assert not stats["steady"]["noisy"]
+
+
+def test_bench_loop_quick_numpy_mlp_prints_every_variant_and_no_zero_ratio(tmp_path):
+    """``bench-loop --quick``: each variant in its own subprocess, a row each, ratios only where measured."""
+    import json
+    import subprocess
+    import sys
+    path = tmp_path / "loop.json"
+    proc = subprocess.run([sys.executable, "-m", "fastopt", "bench-loop", "--quick", "--scenarios", "numpy-mlp",
+                           "--json", str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert "GOMP_SPINCOUNT" in text and "0.00x" not in text
+    rows = json.loads(path.read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["default", "1-thread", "all-threads", "numpy-adam"]
+    for r in rows:
+        assert "error" not in r, r
+        assert r["scenario"] == "numpy-mlp" and r["params"] == 152_650 and r["median_us"] > 0 and r["n"] == 30
+        assert f"numpy-mlp        {r['variant']}" in text
+    assert rows[1]["threads"] == 1 and rows[2]["adaptive"] is False and rows[0]["adaptive"] is True
+    default = rows[0]
+    for key in ("vs_best", "vs_ref"):  # a ratio, or the reason there is none
+        assert default[key].endswith("x") or default[key].startswith("noisy"), default[key]
+
+
+def test_bench_loop_skips_torch_scenario_without_torch(monkeypatch):
+    import io
+    import sys
+    from fastopt import _bench_loop
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    out = io.StringIO()
+    rows = _bench_loop.main(scenarios=["torch-mlp"], out=out)
+    assert rows == [{"scenario": "torch-mlp", "skipped": "torch not installed"}]
+    assert "torch-mlp        skipped: torch not installed" in out.getvalue()
