@@ -34,7 +34,8 @@ percentage of it; ``p10-p90`` the 10th and 90th percentiles. A variant whose IQR
 spread is kept; if it is still over, the row is marked ``noisy`` and no ratio is computed from
 it. For ``default`` the table gives time ratios (below 1: default is faster): ``vs best`` against
 the better of ``1-thread`` and ``all-threads`` (issue 20's target: at most 1.15x), ``vs ref``
-against the NumPy or torch reference (target: below 1x).
+against the NumPy or torch reference (target: below 1x). A full run takes 7-15 minutes on 2 cores
+(more when rows are noisy and re-run); ``--quick`` about 10 s per scenario.
 """
 from __future__ import annotations
 
