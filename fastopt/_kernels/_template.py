@@ -66,26 +66,24 @@ else:  # Numba and plain Python; the Numba loader rebinds prange, uidx and the c
                                           restore_csr, scaled_grad, sqrt, uidx)
 '''
 
-_KERNEL = '''\
+#: a kernel's entry: its chunks in a ``prange`` (``_serial_entries`` makes the ``range`` copy);
+#: ``{decls}`` declares the locals, ``{per_chunk}`` is the work on chunk ``lo:hi``
+_ENTRY = '''\
 @cython.ccall
 @cython.nogil
 @cython.exceptval(check=False)
 def {name}({args}) -> cython.void:
     n: cython.Py_ssize_t = p.shape[0]
     chunk: cython.Py_ssize_t = chunk_size(n, nchunks)
-    c: cython.Py_ssize_t
-    i: cython.Py_ssize_t
-    lo: cython.Py_ssize_t
-    hi: cython.Py_ssize_t
-    csr: cython.uint
-    gi: cython.floating
-    pi: cython.floating
-{locals}
+{decls}
     for c in prange(nchunks):
         lo = c * chunk
         hi = min(lo + chunk, n)
-{parallel}
+{per_chunk}
 '''
+
+#: the loop state every form of a kernel declares
+_CHUNK_LOCALS = ("    csr: cython.uint\n    gi: cython.floating\n    pi: cython.floating")
 
 #: the loops over one chunk ``lo:hi``; ``{body}`` is the rule's per-element update
 _LOOPS = '''\
@@ -115,26 +113,11 @@ _CHUNK_FUNC = '''\
 @cython.exceptval(check=False)
 def _{name}_chunk(lo: cython.Py_ssize_t, hi: cython.Py_ssize_t, {args}) -> cython.void:
     i: cython.Py_ssize_t
-    csr: cython.uint
-    gi: cython.floating
-    pi: cython.floating
+{chunk_locals}
 {locals}
 {chunk}
 
 
-@cython.ccall
-@cython.nogil
-@cython.exceptval(check=False)
-def {name}({args}) -> cython.void:
-    n: cython.Py_ssize_t = p.shape[0]
-    chunk: cython.Py_ssize_t = chunk_size(n, nchunks)
-    c: cython.Py_ssize_t
-    lo: cython.Py_ssize_t
-    hi: cython.Py_ssize_t
-    for c in prange(nchunks):
-        lo = c * chunk
-        hi = min(lo + chunk, n)
-        _{name}_chunk(lo, hi, {names})
 '''
 
 _CHUNK = '''\
@@ -231,13 +214,19 @@ def render(modname, chunk_function=False):
            _IMPORTS]
     out.extend(e + "\n" for e in extra)
     chunk = _CHUNK.format(loops=_unswitched("\n".join(body), opts["unswitch"]))
+    ssize = "cython.Py_ssize_t"
     if chunk_function:
-        out.append("\n" + _CHUNK_FUNC.format(name=func.name, args=", ".join(args), locals="\n".join(decls),
-                                             chunk=_indented(chunk, 4),
-                                             names=", ".join(a.split(":")[0] for a in args)))
+        names = ", ".join(a.split(":")[0] for a in args)
+        out.append("\n" + _CHUNK_FUNC.format(name=func.name, args=", ".join(args), chunk_locals=_CHUNK_LOCALS,
+                                             locals="\n".join(decls), chunk=_indented(chunk, 4))
+                   + _ENTRY.format(name=func.name, args=", ".join(args),
+                                   decls="\n".join(f"    {v}: {ssize}" for v in ("c", "lo", "hi")),
+                                   per_chunk=f"        _{func.name}_chunk(lo, hi, {names})"))
     else:
-        out.append("\n" + _KERNEL.format(name=func.name, args=(",\n" + " " * (len(func.name) + 5)).join(args),
-                                         locals="\n".join(decls), parallel=_indented(chunk, 8)))
+        out.append("\n" + _ENTRY.format(name=func.name, args=(",\n" + " " * (len(func.name) + 5)).join(args),
+                                         decls="\n".join([f"    {v}: {ssize}" for v in ("c", "i", "lo", "hi")]
+                                                         + [_CHUNK_LOCALS] + decls),
+                                         per_chunk=_indented(chunk, 8)))
     text = "\n".join(out)
     return text + _serial_entries(text, ast.parse(text))
 
