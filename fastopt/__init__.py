@@ -29,11 +29,10 @@ from fastopt.optimizers import LARS, Adafactor, Lamb
 # matrix family (2-D parameters)
 from fastopt.optimizers import Muon
 from fastopt.scaler import LossScaler
-from fastopt import _threads
+from fastopt._threadpoolctl import register as _register_threadpoolctl
+from fastopt._version import __version__  # noqa: F401 (public)
 
-_threads.register_threadpoolctl()  # threadpool_limits(1) limits fastopt's pool too
-
-__version__ = "0.1.0"
+_register_threadpoolctl()  # threadpool_limits(1) limits fastopt's pool too
 
 __all__ = [
     "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Optimizer",

@@ -36,7 +36,7 @@ def _cpu_flags():
 
 def config():
     """The configuration as a dict (what ``show_config`` prints)."""
-    from fastopt import __version__
+    from fastopt._version import __version__
     backends = {}
     for name in _backends.BACKENDS:
         try:

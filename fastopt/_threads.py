@@ -20,7 +20,7 @@ intra-op pool, another process's). Three rules keep a step never much slower tha
   the reductions use fixed chunks), so the choice never changes a result. ``FASTOPT_ADAPTIVE=0``
   always runs parallel above the threshold.
 
-``threadpoolctl`` sees fastopt's pool (:func:`register_threadpoolctl`): ``threadpool_limits(1)``
+``threadpoolctl`` sees fastopt's pool (``fastopt._threadpoolctl``): ``threadpool_limits(1)``
 limits fastopt too, and ``threadpool_info()`` lists it with ``user_api="fastopt"``.
 """
 from __future__ import annotations
@@ -162,43 +162,3 @@ def adaptive(serial, parallel, choices, chunked=True):
         choice.record(par, clock() - t)
     call.choices = choices
     return call
-
-
-# ---------------------------------------------------------------- threadpoolctl
-def register_threadpoolctl():
-    """Make fastopt's pool visible to threadpoolctl, if it is installed: a controller matched to
-    the shared library that holds the pool (the Cython build's ``fastopt_threads`` module, else
-    Numba's threading-layer library) that reads and sets ``fastopt.set_num_threads``."""
-    try:
-        import threadpoolctl
-    except ImportError:
-        return False
-    from fastopt import _backends
-    try:  # the Cython build's module: loaded now, so threadpoolctl finds it from the start
-        import fastopt._cy.fastopt_threads  # noqa: F401
-        prefixes = ("fastopt_threads",)
-    except ImportError:  # Numba only: its threading layer's library, once it has started
-        prefixes = ("omppool", "workqueue", "tbbpool")
-
-    class FastoptController(threadpoolctl.LibController):
-        user_api = "fastopt"
-        internal_api = "fastopt"
-        filename_prefixes = prefixes
-
-        def get_num_threads(self):
-            return _backends.get_num_threads()
-
-        def set_num_threads(self, num_threads):
-            _backends.set_num_threads(max(1, int(num_threads)))
-
-        def get_version(self):
-            import fastopt
-            return fastopt.__version__
-
-        def set_additional_attributes(self):
-            self.backend = _backends.get_backend()
-            self.parallel_threshold = _backends.PARALLEL_THRESHOLD
-
-    threadpoolctl.register(FastoptController)
-    return True
-

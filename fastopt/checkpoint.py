@@ -207,7 +207,7 @@ def _write_array(zf, name, a):
 
 
 def _write_checkpoint(f, tree, optimizer_name):
-    from fastopt import __version__
+    from fastopt._version import __version__
     arrays = []
     encoded = _encode(tree, arrays, "checkpoint", set())
     table = []
