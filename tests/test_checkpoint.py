@@ -19,7 +19,7 @@ import pytest
 
 import fastopt
 from fastopt import checkpoint, schedules
-from fastopt.checkpoint import CheckpointError
+from fastopt.checkpoint import CheckpointError, archive
 from tests.conftest import make_params, mixed_grads, require_backend
 
 SHAPES = [(3, 4), (5,), (1,), (2, 1, 3)]
@@ -306,7 +306,7 @@ def test_failed_save_leaves_old_file_and_no_temp(where, tmp_path, monkeypatch):
     fastopt.save(path, opt, params)
     old = path.read_bytes()
     opt.step(grads_seq(9, 1, np.float64)[0])  # the next save would differ
-    real_write = checkpoint._write_array
+    real_write = archive._write_array
     calls = []
 
     def boom(*a, **k):
@@ -316,13 +316,13 @@ def test_failed_save_leaves_old_file_and_no_temp(where, tmp_path, monkeypatch):
         def write_array(zf, name, a):
             calls.append(name)
             if len(calls) == 3:  # some members written, then fail inside a member
-                with zf.open(checkpoint._member_info(name, 100), "w") as f:
+                with zf.open(archive._member_info(name, 100), "w") as f:
                     f.write(b"partial")
                     boom()
             return real_write(zf, name, a)
-        monkeypatch.setattr(checkpoint, "_write_array", write_array)
+        monkeypatch.setattr(archive, "_write_array", write_array)
     else:
-        monkeypatch.setattr(checkpoint.os, where, boom)
+        monkeypatch.setattr(os, where, boom)
     with pytest.raises((OSError, KeyboardInterrupt), match="injected"):
         fastopt.save(path, opt, params)
     monkeypatch.undo()
