@@ -16,7 +16,7 @@ import pytest
 
 import fastopt
 from fastopt import reference, schedules
-from fastopt import reference_keras_optax as rko
+from fastopt.reference import optax_family
 from tests.conftest import make_params, mixed_grads, require_backend
 from tests.test_reference_keras_optax import (KERAS_CONFIGS, KERAS_STATE, NSTEPS, OPTAX_CONFIGS, _data, _ids,
                                               _shapes, assert_close, keras, keras_run, optax_results)
@@ -78,7 +78,7 @@ def test_eval_writes_x_and_train_restores_y(cfg, dtype):
     assert opt.eval() is opt and opt.training is False
     tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=2e-6, atol=1e-7)
     for p, r, s, st in zip(params, ref_params, opt.state, ref.state):
-        np.testing.assert_allclose(p, rko.schedule_free_eval_params(r, st), **tol)  # the reference's x
+        np.testing.assert_allclose(p, optax_family.schedule_free_eval_params(r, st), **tol)  # the reference's x
         np.testing.assert_array_equal(p, s["x"])
         assert not np.array_equal(p, r)  # x is not y
     x = [p.copy() for p in params]
@@ -349,11 +349,11 @@ def test_defaults_are_the_references():
     import inspect
     for name in FAMILY:
         mine = inspect.signature(getattr(fastopt, name)).parameters
-        for key, param in inspect.signature(rko.STEPS[name]).parameters.items():
+        for key, param in inspect.signature(reference.STEPS[name]).parameters.items():
             if param.default is not inspect.Parameter.empty:
                 assert mine[key].default == param.default, (name, key)
-        assert getattr(fastopt, name).state_names == rko.STATE_NAMES[name]
-        assert getattr(fastopt, name).scalar_state_names == rko.SCALAR_STATE_NAMES.get(name, ())
+        assert getattr(fastopt, name).state_names == reference.STATE_NAMES[name]
+        assert getattr(fastopt, name).scalar_state_names == reference.SCALAR_STATE_NAMES.get(name, ())
 
 
 # ------------------------------------------------------------------------------- the libraries themselves

@@ -272,7 +272,7 @@ def keras():
 ], ids=["lamb", "adafactor", "adafactor-options"])
 def test_matches_keras(keras, name, hyper, kw):
     """Keras 3 with floatx float64. Keras on torch computes Adafactor's means, RMS and clamps in float32
-    even for float64 variables (see fastopt.reference_keras_optax): 1e-6 there, 1e-12 for Lamb."""
+    even for float64 variables (see fastopt.reference.keras_family): 1e-6 there, 1e-12 for Lamb."""
     keras.config.set_floatx("float64")
     try:
         rng = np.random.default_rng(8)

@@ -1,5 +1,5 @@
 """Pins the NumPy oracle for Keras's conventions of SGD, Adam, AdamW, RMSprop and Adagrad
-(fastopt.reference_keras_conventions) against Keras 3 itself, and the fastopt classes under
+(fastopt.reference.keras_conventions) against Keras 3 itself, and the fastopt classes under
 ``convention="keras"`` against Keras directly.
 
 Keras runs on its torch backend (``KERAS_BACKEND=torch``, whose ``torch_*.py`` overrides compute these rules with
@@ -29,7 +29,7 @@ import pytest  # noqa: E402
 
 import fastopt  # noqa: E402
 from fastopt import reference  # noqa: E402
-from fastopt import reference_keras_conventions as rkc  # noqa: E402
+from fastopt.reference import keras_conventions as rkc  # noqa: E402
 from tests import test_reference_keras_optax  # noqa: E402
 from tests.conftest import make_params, mixed_grads, require_backend  # noqa: E402
 
@@ -204,7 +204,7 @@ def test_fastopt_matches_keras_with_options(keras, index, options):
     for grads in grads_seq:
         opt.step(grads)
     # Keras's clip_by_global_norm takes ops.minimum(1 / norm, 1 / clip), which Keras's type promotion computes
-    # in float32 even for float64 (see fastopt/reference_keras_optax.py): its clipping scale is float32-rounded
+    # in float32 even for float64 (see fastopt/reference/keras_family.py): its clipping scale is float32-rounded
     rtol = 1e-6 if "global_clipnorm" in options else 1e-12
     for a, e in zip(mine, expected):
         np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * 1e-2 * float(np.abs(e).max()))

@@ -1,5 +1,5 @@
-"""Pins the NumPy oracle for the Keras and optax optimizers (fastopt.reference_keras_optax) against Keras 3 and
-optax themselves.
+"""Pins the NumPy oracle for the Keras and optax optimizers (fastopt.reference.keras_family and .optax_family)
+against Keras 3 and optax themselves.
 
 Keras runs on the torch backend (``KERAS_BACKEND`` defaults to torch here), with ``keras.Variable`` parameters and
 ``optimizer.apply(grads, variables)``, and with ``keras.config.floatx()`` set to the variables' dtype: with the
@@ -33,7 +33,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # before anything imports keras
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from fastopt import reference_keras_optax as rko  # noqa: E402
+from fastopt.reference import keras_family, optax_family  # noqa: E402
 from tests.conftest import make_params, mixed_grads  # noqa: E402
 
 # keras.ops.convert_to_numpy calls np.array on torch tensors, which NumPy 2 warns about on every call
@@ -43,6 +43,10 @@ SHAPES = [(7,), (3, 5), (257,)]
 ADAFACTOR_SHAPES = SHAPES + [(2, 3, 4), (4, 1)]  # factoring over the last two axes of a 3-D array; a 1-column one
 NSTEPS = 60
 DTYPES = [np.float64, np.float32]
+#: every Keras and optax rule by fastopt class name (fastopt.reference.STEPS keys KerasNadam "NAdam:keras")
+STEPS = {**keras_family.STEPS, **optax_family.STEPS}
+STATE_NAMES = {**keras_family.STATE_NAMES, **optax_family.STATE_NAMES}
+SCALAR_STATE_NAMES = {**keras_family.SCALAR_STATE_NAMES, **optax_family.SCALAR_STATE_NAMES}
 
 
 def assert_close(actual, expected, dtype, err_msg="", float32_means=False):
@@ -77,7 +81,7 @@ def _data(seed, shapes):
 def reference_run(name, hyper, params, grads_seq, dtype):
     params = [p.astype(dtype) for p in params]
     states = [{} for _ in params]
-    step = rko.STEPS[name]
+    step = STEPS[name]
     for grads in grads_seq:
         for p, g, state in zip(params, grads, states):
             step(p, g.astype(dtype), state, **hyper)
@@ -85,7 +89,7 @@ def reference_run(name, hyper, params, grads_seq, dtype):
 
 
 def _default(name, key):
-    return inspect.signature(rko.STEPS[name]).parameters[key].default
+    return inspect.signature(STEPS[name]).parameters[key].default
 
 
 # ------------------------------------------------------------------------------------------------------- Keras
@@ -213,7 +217,7 @@ def test_keras_float32_floatx_rounds_float64_hyperparameters(keras):
 def test_keras_defaults(keras):
     for name, cls in KERAS_CLASS.items():
         sig = inspect.signature(getattr(keras.optimizers, cls).__init__).parameters
-        for key, param in inspect.signature(rko.STEPS[name]).parameters.items():
+        for key, param in inspect.signature(STEPS[name]).parameters.items():
             if param.default is inspect.Parameter.empty or key == "maximize":
                 continue
             for k, v in keras_kwargs({key: param.default}).items():
@@ -368,7 +372,7 @@ def test_matches_optax(config, dtype):
         if isinstance(value, list):
             for i, (p, state, e) in enumerate(zip(mine, states, value)):
                 if key == "x":
-                    a = rko.schedule_free_eval_params(p, state)
+                    a = optax_family.schedule_free_eval_params(p, state)
                 elif key in state:  # LARS with momentum=0 keeps no buffer
                     a = state[key]
                 else:
@@ -392,7 +396,7 @@ def test_optax_defaults():
     import optax.contrib  # noqa: F401
     for name, paths in OPTAX_SIGNATURES.items():
         sigs = [inspect.signature(functools.reduce(getattr, path.split("."), optax)).parameters for path in paths]
-        for key, param in inspect.signature(rko.STEPS[name]).parameters.items():
+        for key, param in inspect.signature(STEPS[name]).parameters.items():
             if param.default is inspect.Parameter.empty or key == "maximize":
                 continue
             static, traced = optax_kwargs(name, {key: param.default})
@@ -409,7 +413,7 @@ def test_optax_defaults():
 
 # ------------------------------------------------------------------------------------- conventions, no frameworks
 
-@pytest.mark.parametrize("name", sorted(rko.STEPS))
+@pytest.mark.parametrize("name", sorted(STEPS))
 def test_conventions(name):
     """float32 stays float32, g is untouched, step is a Python int, the state holds exactly the documented
     names, and the defaults run without producing non-finite values."""
@@ -420,23 +424,23 @@ def test_conventions(name):
         for p, g, state in zip(params, grads, states):
             g = g.astype(np.float32)
             g0 = g.copy()
-            rko.STEPS[name](p, g, state)
+            STEPS[name](p, g, state)
             assert np.array_equal(g, g0)
             assert p.dtype == np.float32 and np.isfinite(p).all()
     for state in states:
         assert type(state["step"]) is int and state["step"] == 3
         arrays = {k for k, v in state.items() if isinstance(v, np.ndarray)}
-        assert arrays <= set(rko.STATE_NAMES[name]) and arrays
+        assert arrays <= set(STATE_NAMES[name]) and arrays
         assert all(state[k].dtype == np.float32 for k in arrays)
         scalars = set(state) - arrays - {"step"}
-        assert scalars == set(rko.SCALAR_STATE_NAMES.get(name, ()))
+        assert scalars == set(SCALAR_STATE_NAMES.get(name, ()))
         assert all(type(state[k]) is float for k in scalars)
-    assert set(rko.STEPS) == set(rko.STATE_NAMES)
+    assert set(STEPS) == set(STATE_NAMES)
 
 
 def test_maximize_is_negated_gradient():
     rng = np.random.default_rng(5)
-    for name, step in rko.STEPS.items():
+    for name, step in STEPS.items():
         p0 = rng.standard_normal((3, 4))
         a, b, sa, sb = p0.copy(), p0.copy(), {}, {}
         for _ in range(3):
@@ -448,8 +452,8 @@ def test_maximize_is_negated_gradient():
 
 def test_adafactor_state_shapes():
     state3, state1 = {}, {}
-    rko.keras_adafactor_step(np.ones((2, 3, 4)), np.ones((2, 3, 4)), state3)
-    rko.keras_adafactor_step(np.ones(5), np.ones(5), state1)
+    keras_family.keras_adafactor_step(np.ones((2, 3, 4)), np.ones((2, 3, 4)), state3)
+    keras_family.keras_adafactor_step(np.ones(5), np.ones(5), state1)
     assert state3["r"].shape == (2, 3) and state3["c"].shape == (2, 4) and "v" not in state3
     assert state1["v"].shape == (5,) and "r" not in state1
 
@@ -457,14 +461,14 @@ def test_adafactor_state_shapes():
 def test_schedule_free_eval_and_warmup():
     p = np.array([1.0, -2.0, 3.0])
     state = {}
-    x = rko.schedule_free_eval_params(p, state)
+    x = optax_family.schedule_free_eval_params(p, state)
     assert np.array_equal(x, p) and x is not p
     # optax's base optimizer counts from 0: the first warmup step does not move z (nor x, y)
-    rko.schedule_free_adamw_step(p, np.ones(3), state, warmup_steps=4)
+    optax_family.schedule_free_adamw_step(p, np.ones(3), state, warmup_steps=4)
     assert np.array_equal(state["z"], [1.0, -2.0, 3.0]) and np.array_equal(p, [1.0, -2.0, 3.0])
     assert math.isclose(state["max_lr"], 0.0025 / 4, rel_tol=1e-15)
     assert math.isclose(state["weight_sum"], (0.0025 / 4) ** 2, rel_tol=1e-15)
-    rko.schedule_free_adamw_step(p, np.ones(3), state, warmup_steps=4)
+    optax_family.schedule_free_adamw_step(p, np.ones(3), state, warmup_steps=4)
     assert (state["z"] < [1.0, -2.0, 3.0]).all()
     np.testing.assert_allclose(p, 0.9 * state["x"] + 0.1 * state["z"], rtol=1e-15)
-    assert rko.schedule_free_eval_params(p, state) is not state["x"]
+    assert optax_family.schedule_free_eval_params(p, state) is not state["x"]

@@ -1,8 +1,8 @@
 """Naive NumPy references of Keras 3's SGD, Adam, AdamW, RMSprop and Adagrad: the oracle for the foundation's
 kernels under ``convention="keras"``.
 
-Same conventions as :mod:`fastopt.reference_keras_optax` (read its module docstring, and that of
-:mod:`fastopt.reference`, first): ``name_step(p, g, state, **hyper)`` updates ``p`` and the ``state`` arrays in
+Same conventions as :mod:`fastopt.reference.keras_family` (read the :mod:`fastopt.reference` docstring
+first): ``name_step(p, g, state, **hyper)`` updates ``p`` and the ``state`` arrays in
 place, creating them on the first step; ``g`` is never modified; ``state["step"]`` is a Python int. float32 and
 float64 arrays keep their dtype; per-step scalars (Adam's ``alpha``) are Python floats computed in double, which
 NumPy 2 casts to the arrays' dtype. Hyperparameter names are torch's (``lr`` for ``learning_rate``, ``betas`` for
@@ -39,8 +39,8 @@ import math
 
 import numpy as np
 
-from fastopt._reference_state import _next_step, _zeros_state
-from fastopt.reference_keras_optax import _keras_weight_decay
+from fastopt.reference.keras_family import _keras_weight_decay
+from fastopt.reference.state import _next_step, _zeros_state
 
 __all__ = ["keras_sgd_step", "keras_adam_step", "keras_adamw_step", "keras_rmsprop_step", "keras_adagrad_step",
            "STEPS", "STATE_NAMES"]

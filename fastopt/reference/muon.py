@@ -15,20 +15,13 @@ import math
 
 import numpy as np
 
-from fastopt._reference_state import _zeros_state
+from fastopt.reference.ops import _lerp
+from fastopt.reference.state import _zeros_state
 
 __all__ = ["muon_step", "zeropower_via_newtonschulz", "adjusted_lr", "Muon", "NS_COEFFICIENTS"]
 
 #: Keller Jordan's quintic coefficients (a, b, c), torch's default
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
-
-
-def _lerp(a, b, w):
-    """torch.lerp(a, b, w) (see fastopt.reference._lerp)."""
-    if w < 0.5:
-        return a + w * (b - a)
-    one, weight = a.dtype.type(1), a.dtype.type(w)
-    return b - (b - a) * (one - weight)
 
 
 def zeropower_via_newtonschulz(G, ns_coefficients=NS_COEFFICIENTS, ns_steps=5, eps=1e-7):
