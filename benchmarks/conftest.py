@@ -1,6 +1,6 @@
 """Fixtures for the pytest-benchmark suites (run: ``python -m pytest benchmarks --benchmark-only``).
 
-Every case builds its buffers with ``fastopt._bench.make_stepper`` (the same setup as
+Every case builds its buffers with ``fastopt._bench.impls.make_stepper`` (the same setup as
 ``python -m fastopt bench``), takes 2 warm-up steps outside the timer (Numba JIT, first-touch page
 faults, lazily created torch state), then times single steps.
 """

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt._bench import DEFAULT_SIZES as SIZES
-from fastopt._bench import OPTIMIZERS, Unsupported, bytes_per_element, make_stepper
+from fastopt._bench.impls import DEFAULT_SIZES as SIZES
+from fastopt._bench.impls import OPTIMIZERS, Unsupported, bytes_per_element, make_stepper
 
 DTYPES = ("float32", "float64")
 NAMES = tuple(OPTIMIZERS)

@@ -11,8 +11,8 @@ import gc
 import numpy as np
 import pytest
 
-from fastopt._bench import Unsupported, bytes_per_element
-from fastopt._bench_torch import IMPLS, MODELS, make_torch_stepper
+from fastopt._bench.impls import Unsupported, bytes_per_element
+from fastopt._bench.torch_step import IMPLS, MODELS, make_torch_stepper
 
 pytest.importorskip("torch")
 

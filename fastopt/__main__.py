@@ -13,23 +13,23 @@ def main(argv=None):
     bench = sub.add_parser("bench", help="time one step of each optimizer against NumPy and torch.optim",
                            description="Time one optimizer step on one flat buffer: fastopt, the NumPy "
                                        "reference and torch.optim (fused and for-loop), same threads.")
-    from fastopt import _bench, _bench_torch
-    _bench.add_arguments(bench)
+    from fastopt._bench import step, torch_step
+    step.add_arguments(bench)
     bench_torch = sub.add_parser("bench-torch", help="time the optimizer step of a model's parameters in PyTorch",
-                                 description=_bench_torch.__doc__.splitlines()[0].replace("``", ""))
-    _bench_torch.add_arguments(bench_torch)
-    from fastopt import _bench_zero
+                                 description=torch_step.__doc__.splitlines()[0].replace("``", ""))
+    torch_step.add_arguments(bench_torch)
+    from fastopt._bench import zero
     bench_zero = sub.add_parser("bench-zero", help="ZeRO-1 on 2 gloo ranks against one process (GPT-2 small shapes)",
-                                description=_bench_zero.__doc__.splitlines()[0].replace("``", ""))
-    _bench_zero.add_arguments(bench_zero)
-    from fastopt import _bench_loop
+                                description=zero.__doc__.splitlines()[0].replace("``", ""))
+    zero.add_arguments(bench_zero)
+    from fastopt._bench import loop
     bench_loop = sub.add_parser("bench-loop", help="the optimizer step inside training loops, next to other thread pools",
-                                description=_bench_loop.__doc__.splitlines()[0].replace("``", ""))
-    _bench_loop.add_arguments(bench_loop)
-    from fastopt import _bench_sweep
+                                description=loop.__doc__.splitlines()[0].replace("``", ""))
+    loop.add_arguments(bench_loop)
+    from fastopt._bench import sweep
     bench_sweep = sub.add_parser("bench-sweep", help="GB/s over sizes 2^10..2^26 on heap, offset and staggered arrays; flags cliffs",
-                                 description=_bench_sweep.__doc__.splitlines()[0].replace("``", ""))
-    _bench_sweep.add_arguments(bench_sweep)
+                                 description=sweep.__doc__.splitlines()[0].replace("``", ""))
+    sweep.add_arguments(bench_sweep)
     from fastopt import _demo
     demo = sub.add_parser("demo", help="train a small NumPy MLP on the digits data with each optimizer",
                           description="Train a small NumPy MLP on scikit-learn's digits with each "
@@ -41,15 +41,15 @@ def main(argv=None):
         fastopt.show_config()
         return 0
     if args.command == "bench":
-        return _bench.main_from_args(args)
+        return step.main_from_args(args)
     if args.command == "bench-torch":
-        return _bench_torch.main_from_args(args)
+        return torch_step.main_from_args(args)
     if args.command == "bench-zero":
-        return _bench_zero.main_from_args(args)
+        return zero.main_from_args(args)
     if args.command == "bench-loop":
-        return _bench_loop.main_from_args(args)
+        return loop.main_from_args(args)
     if args.command == "bench-sweep":
-        return _bench_sweep.main_from_args(args)
+        return sweep.main_from_args(args)
     if args.command == "demo":
         return _demo.main_from_args(args)
     parser.print_help()

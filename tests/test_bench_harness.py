@@ -5,14 +5,14 @@ import io
 
 import pytest
 
-from fastopt import _bench
+from fastopt._bench import step
 
 
 @pytest.mark.parametrize("grads", ["normal", "denormal"])
 def test_run_labels_every_variant_and_checks_agreement(grads):
     out = io.StringIO()
-    rows = _bench.run(sizes=[1000], optimizers=["Adam", "Lamb"], impls=["fastopt", "numpy"], backends=["numba"],
-                      repeat_time=0.002, out=out, grads=grads, flush_denormals=True)
+    rows = step.run(sizes=[1000], optimizers=["Adam", "Lamb"], impls=["fastopt", "numpy"], backends=["numba"],
+                     repeat_time=0.002, out=out, grads=grads, flush_denormals=True)
     timed = [r for r in rows if "time_us" in r]
     for name in ("Adam", "Lamb"):
         labels = [r["impl"] for r in timed if r["optimizer"] == name]
@@ -31,9 +31,9 @@ def test_run_labels_every_variant_and_checks_agreement(grads):
 
 def test_bench_zero_runs_two_ranks_and_halves_the_state():
     pytest.importorskip("torch")
-    from fastopt import _bench_zero
+    from fastopt._bench import zero
     out = io.StringIO()
-    rows = _bench_zero.main(steps=2, out=out, shapes=[(64, 32), (32,), (32, 16), (16,)])
+    rows = zero.main(steps=2, out=out, shapes=[(64, 32), (32,), (32, 16), (16,)])
     single, r0, r1 = rows
     assert single["owned"] == r0["owned"] + r1["owned"] == 64 * 32 + 32 + 32 * 16 + 16
     assert r0["state_bytes"] + r1["state_bytes"] == single["state_bytes"]
@@ -44,7 +44,7 @@ def test_measure_flags_a_spread_it_cannot_bring_under_the_bound():
     """A row whose IQR stays over the bound is 'noisy' (and printed without a ratio); a steady one is not."""
     import itertools
     import time as _time
-    from fastopt._bench import measure
+    from fastopt._bench.timing import measure
     waits = itertools.cycle([0.0, 0.004])  # every other call 4 ms: an IQR far over 20% of the median
     stats = measure({"jumpy": lambda: _time.sleep(next(waits)), "steady": lambda: _time.sleep(0.002)},
                     repeat_time=0.05, min_samples=4, warmup=1)
@@ -78,9 +78,9 @@ def test_bench_loop_quick_numpy_mlp_prints_every_variant_and_no_zero_ratio(tmp_p
 def test_bench_loop_skips_torch_scenario_without_torch(monkeypatch):
     import io
     import sys
-    from fastopt import _bench_loop
+    from fastopt._bench import loop
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
     out = io.StringIO()
-    rows = _bench_loop.main(scenarios=["torch-mlp"], out=out)
+    rows = loop.main(scenarios=["torch-mlp"], out=out)
     assert rows == [{"scenario": "torch-mlp", "skipped": "torch not installed"}]
     assert "torch-mlp        skipped: torch not installed" in out.getvalue()

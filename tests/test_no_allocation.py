@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _bench, reference
+from fastopt import reference
+from fastopt._bench.buffers import flat_pair
+from fastopt._bench.impls import OPTIMIZERS
 from tests.conftest import require_backend
 
 resource = pytest.importorskip("resource")
@@ -28,8 +30,8 @@ def faults(step, steps=10):
 @pytest.mark.parametrize("backend", ["numba", "cython"])
 def test_fastopt_step_takes_no_page_faults(name, clip, backend):
     require_backend(backend)
-    p, g = _bench.flat_pair(N, np.float32)
-    opt = getattr(fastopt, name)(p, backend=backend, **_bench.OPTIMIZERS[name], **clip)
+    p, g = flat_pair(N, np.float32)
+    opt = getattr(fastopt, name)(p, backend=backend, **OPTIMIZERS[name], **clip)
     opt.step(g)
     opt.step(g)
     # a temporary of this size would fault ~4,096 pages every step; the process's other activity
@@ -39,7 +41,7 @@ def test_fastopt_step_takes_no_page_faults(name, clip, backend):
 
 def test_the_measurement_sees_numpy_temporaries():
     """The control: the NumPy reference allocates temporaries every step, and they fault."""
-    p, g = _bench.flat_pair(N, np.float32)
+    p, g = flat_pair(N, np.float32)
     state = {}
     reference.adam_step(p, g, state)
     assert faults(lambda: reference.adam_step(p, g, state)) > 100

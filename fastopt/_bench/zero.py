@@ -72,7 +72,7 @@ def main(steps=10, out=sys.stdout, shapes=None):
 
     import fastopt
     import fastopt.torch as ft
-    from fastopt._bench_torch import gpt2_small_shapes
+    from fastopt._bench.torch_step import gpt2_small_shapes
     say = (lambda *a: print(*a, file=out, flush=True)) if out is not None else (lambda *a: None)
     shapes = gpt2_small_shapes() if shapes is None else shapes
     n = sum(int(torch.Size(s).numel()) for s in shapes)

@@ -34,7 +34,7 @@ ALLOCATIONS = ("heap", "offset64", "staggered")
 def arrays(n, dtype, how, rng):
     """Parameters and gradients of ``n`` elements allocated ``how`` (see the module docstring)."""
     if how == "staggered":
-        from fastopt._bench import flat_pair
+        from fastopt._bench.buffers import flat_pair
         return flat_pair(n, dtype)
     pad = 64 // np.dtype(dtype).itemsize if how == "offset64" else 0
 
@@ -61,7 +61,8 @@ def run(exps=range(10, 27), configs=CONFIGS, allocations=ALLOCATIONS, dtype="flo
         repeat_time=0.05, out=sys.stdout):
     """Sweep; print a table (GB/s, one column per configuration and allocation) and the cliffs."""
     import fastopt
-    from fastopt._bench import bytes_per_element, measure
+    from fastopt._bench.impls import bytes_per_element
+    from fastopt._bench.timing import measure
     dtype = np.dtype(dtype)
     backend = backend or fastopt.get_backend()
     say = (lambda *a: print(*a, file=out, flush=True)) if out is not None else (lambda *a: None)

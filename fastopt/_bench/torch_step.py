@@ -19,7 +19,8 @@ import sys
 
 import numpy as np
 
-from fastopt._bench import Unsupported, bytes_per_element, competitor_step, measure
+from fastopt._bench.impls import Unsupported, bytes_per_element, competitor_step
+from fastopt._bench.timing import measure
 
 IMPLS = ("fastopt-flat", "fastopt-tensor", "torch-fused", "torch-foreach", "torch-forloop", "deepspeed")
 

@@ -36,240 +36,29 @@ it. For ``default`` the table gives time ratios (below 1: default is faster): ``
 the better of ``1-thread`` and ``all-threads`` (issue 20's target: at most 1.15x), ``vs ref``
 against the NumPy or torch reference (target: below 1x). A full run takes 7-15 minutes on 2 cores
 (more when rows are noisy and re-run); ``--quick`` about 10 s per scenario.
+
+Here: the variants, each one's fresh subprocess, the re-runs of noisy ones, the ratios and the
+table. The scenarios, the code those subprocesses run, are in ``fastopt._bench.loop_scenarios``.
 """
 from __future__ import annotations
 
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
-import time
+
+from fastopt._bench.loop_scenarios import SCENARIOS, TIMEOUT_S
 
 MAX_SPREAD = 0.25
-TIMEOUT_S = 300
 VARIANTS = ("default", "1-thread", "all-threads", "ref")
 EXTRA_VARIANTS = ("all-threads-spin",)
-SCENARIOS = ("numpy-mlp", "torch-mlp", "two-procs", "numpy-mlp-big")
-MODELS = {"numpy-mlp": (784, 192, 10), "numpy-mlp-big": (784, 1024, 512, 10), "torch-mlp": (784, 192, 10)}
-TWO_PROCS_N = 65536
-LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
 
 
 def _reference(scenario):
     return "torch-adam" if scenario == "torch-mlp" else "numpy-adam"
 
 
-# ------------------------------------------------------------------ worker side (fresh process)
-def _configure(variant):
-    import fastopt
-    from fastopt import _backends
-    if variant == "1-thread":
-        fastopt.set_num_threads(1)
-    elif variant.startswith("all-threads"):  # FASTOPT_ADAPTIVE=0 comes from the parent
-        fastopt.set_num_threads(_backends._cpu_count())
-
-
-def _stats(times):
-    """Percentiles of step times (seconds) in microseconds."""
-    us = sorted(t * 1e6 for t in times)
-    dec = statistics.quantiles(us, n=10)
-    q = statistics.quantiles(us, n=4)
-    med = statistics.median(us)
-    return {"median_us": med, "p10_us": dec[0], "p90_us": dec[-1], "iqr_us": q[2] - q[0],
-            "spread": (q[2] - q[0]) / med, "n": len(us)}
-
-
-def numpy_adam(p, g):
-    """Adam the way a careful NumPy user writes it: in-place ufuncs and one scratch buffer."""
-    import numpy as np
-    m, v, tmp = np.zeros_like(p), np.zeros_like(p), np.empty_like(p)
-    t = [0]
-
-    def step():
-        nonlocal m, v, p, tmp  # the in-place operators rebind names
-        t[0] += 1
-        bc1, bc2 = 1 - B1 ** t[0], 1 - B2 ** t[0]
-        m *= B1
-        np.multiply(g, 1 - B1, out=tmp)
-        m += tmp
-        v *= B2
-        np.multiply(g, g, out=tmp)
-        tmp *= 1 - B2
-        v += tmp
-        np.sqrt(v, out=tmp)
-        tmp *= 1 / bc2 ** 0.5
-        tmp += EPS
-        np.divide(m, tmp, out=tmp)
-        tmp *= LR / bc1
-        p -= tmp
-    return step
-
-
-def _data(d_in, d_out, n=2048):
-    import numpy as np
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, d_in)).astype(np.float32)
-    y = np.argmax(x @ rng.standard_normal((d_in, d_out)).astype(np.float32), axis=1)  # a teacher
-    return x, y
-
-
-def _numpy_mlp(scenario, variant, iters, warmup, batch=256):
-    import numpy as np
-
-    import fastopt
-    sizes = MODELS[scenario]
-    rng = np.random.default_rng(1)
-    init = []
-    for a, b in zip(sizes, sizes[1:]):
-        init += [rng.standard_normal((a, b)) * np.sqrt(2 / a), np.zeros(b)]
-    flat, views = fastopt.flatten(init, dtype=np.float32)
-    gflat, gviews = fastopt.flatten([np.zeros_like(v) for v in views])
-    ws, bs, gws, gbs = views[0::2], views[1::2], gviews[0::2], gviews[1::2]
-    if variant == "numpy-adam":
-        step = numpy_adam(flat, gflat)
-    else:
-        opt = fastopt.Adam(views, lr=LR)
-
-        def step():
-            opt.step(gviews)
-    x, y = _data(sizes[0], sizes[-1])
-    clock, times, losses = time.perf_counter, [], []
-    for it in range(warmup + iters):
-        lo = (it * batch) % (len(x) - batch + 1)
-        xb, yb = x[lo:lo + batch], y[lo:lo + batch]
-        acts = [xb]
-        for i, (w, b) in enumerate(zip(ws, bs)):
-            z = acts[-1] @ w
-            z += b
-            if i < len(ws) - 1:
-                np.maximum(z, 0, out=z)
-            acts.append(z)
-        z = acts[-1]
-        z -= z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
-        losses.append(float(-np.log(z[np.arange(batch), yb] + 1e-12).mean()))
-        z[np.arange(batch), yb] -= 1
-        d = z / batch
-        for i in reversed(range(len(ws))):
-            np.matmul(acts[i].T, d, out=gws[i])
-            np.sum(d, axis=0, out=gbs[i])
-            if i:
-                d = d @ ws[i].T
-                d *= acts[i] > 0
-        t0 = clock()
-        step()
-        times.append(clock() - t0)
-    return [{"scenario": scenario, "params": flat.size, "loss": [losses[0], losses[-1]],
-             **_stats(times[warmup:])}]
-
-
-def _torch_mlp(scenario, variant, iters, warmup, batch=256):
-    import torch
-
-    import fastopt.torch as ft
-    sizes = MODELS[scenario]
-    torch.manual_seed(0)
-    layers = []
-    for a, b in zip(sizes, sizes[1:]):
-        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*layers[:-1])
-    opt = (torch.optim.Adam if variant == "torch-adam" else ft.Adam)(model.parameters(), lr=LR)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    x, y = _data(sizes[0], sizes[-1])
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
-    clock, times, losses = time.perf_counter, [], []
-    for it in range(warmup + iters):
-        lo = (it * batch) % (len(x) - batch + 1)
-        opt.zero_grad()
-        loss = loss_fn(model(x[lo:lo + batch]), y[lo:lo + batch])
-        loss.backward()
-        losses.append(loss.item())
-        t0 = clock()
-        opt.step()
-        times.append(clock() - t0)
-    return [{"scenario": scenario, "params": sum(p.numel() for p in model.parameters()),
-             "torch_threads": torch.get_num_threads(), "loss": [losses[0], losses[-1]],
-             **_stats(times[warmup:])}]
-
-
-def _stepper(variant, duration, warmup, barrier, queue):
-    """One process of ``two-procs``: a tight loop of 64K-element Adam steps for ``duration`` s."""
-    import numpy as np
-
-    import fastopt
-    from fastopt._bench import flat_pair
-    _configure(variant)
-    p, g = flat_pair(TWO_PROCS_N, np.float32)
-    if variant == "numpy-adam":
-        step = numpy_adam(p, g)
-    else:
-        opt = fastopt.Adam(p, lr=LR)
-
-        def step():
-            opt.step(g)
-    for _ in range(warmup):
-        step()
-    barrier.wait()  # both processes step together from here
-    clock, times = time.perf_counter, []
-    end = clock() + duration
-    while True:
-        t0 = clock()
-        step()
-        t1 = clock()
-        times.append(t1 - t0)
-        if t1 > end:
-            break
-    queue.put(_stats(times))
-
-
-def _two_procs(scenario, variant, iters, warmup, duration=1.0):
-    import multiprocessing as mp
-    ctx = mp.get_context("spawn")  # fresh interpreters: no OpenMP pool forked mid-state
-    rows = []
-    for k, name in ((1, "two-procs:alone"), (2, "two-procs")):
-        barrier, queue = ctx.Barrier(k), ctx.Queue()
-        procs = [ctx.Process(target=_stepper, args=(variant, duration, warmup, barrier, queue))
-                 for _ in range(k)]
-        for proc in procs:
-            proc.start()
-        try:
-            each = [queue.get(timeout=TIMEOUT_S / 3) for _ in range(k)]
-        finally:
-            for proc in procs:
-                proc.join(timeout=10)
-                if proc.is_alive():
-                    proc.kill()
-        worst = max(each, key=lambda s: s["median_us"])  # the slower process is the one waited on
-        rows.append({"scenario": name, "params": TWO_PROCS_N,
-                     "per_proc_median_us": [s["median_us"] for s in each], **worst})
-    return rows
-
-
-def _worker(argv):
-    """Entry point of one variant's subprocess: print its rows as JSON on the last line."""
-    scenario, variant, iters, warmup, duration = argv[0], argv[1], int(argv[2]), int(argv[3]), float(argv[4])
-    import fastopt
-    from fastopt import _threads
-    _configure(variant)
-    if scenario == "two-procs":
-        rows = _two_procs(scenario, variant, iters, warmup, duration)
-    elif scenario == "torch-mlp":
-        rows = _torch_mlp(scenario, variant, iters, warmup)
-    else:
-        rows = _numpy_mlp(scenario, variant, iters, warmup)
-    # the threads that run the step: NumPy's ufuncs use one; torch.optim its intra-op pool
-    threads = {"numpy-adam": 1, "torch-adam": rows[0].get("torch_threads")}.get(variant, fastopt.get_num_threads())
-    info = {"variant": variant, "threads": threads, "backend": fastopt.get_backend(),
-            "spin": os.environ.get("GOMP_SPINCOUNT", "-"), "spin_status": _threads.spin_status(),
-            "adaptive": _threads.adaptive_enabled()}
-    print(json.dumps([{**r, **info} for r in rows]), flush=True)
-    return 0
-
-
-# ------------------------------------------------------------------ parent side
 def _variant_env(variant, base):
     env = dict(base)
     env.pop("FASTOPT_ADAPTIVE", None)
@@ -285,7 +74,7 @@ def _run_variant(scenario, variant, base_env, iters, warmup, duration):
     """One fresh subprocess; its rows, or one row with ``error``."""
     # a torch user imports torch before fastopt; a NumPy user's script imports fastopt first
     code = ("import torch; " if scenario == "torch-mlp" else "") + \
-        "import sys; from fastopt._bench_loop import _worker; sys.exit(_worker(sys.argv[1:]))"
+        "import sys; from fastopt._bench.loop_scenarios import _worker; sys.exit(_worker(sys.argv[1:]))"
     cmd = [sys.executable, "-c", code, scenario, variant, str(iters), str(warmup), str(duration)]
     # its own session: a timeout kills the whole group (two-procs' spawned children too)
     proc = subprocess.Popen(cmd, env=_variant_env(variant, base_env), stdout=subprocess.PIPE,
@@ -337,7 +126,7 @@ def _ratio(row, others):
 def _header(say):
     import fastopt
     from fastopt import _backends, _threads
-    from fastopt._bench import busy_cpus
+    from fastopt._bench.timing import busy_cpus
     from fastopt._config import _cpu_name
     spin = os.environ.get("GOMP_SPINCOUNT")
     spin = f"{_threads.SPINCOUNT} (fastopt's bound)" if _threads._spin["set"] else f"{spin} (caller's)"
