@@ -194,9 +194,9 @@ def test_unswitched_flags_are_tested_outside_the_element_loops(modname, flag):
     ({"FASTOPT_NUM_THREADS": "3", "LOCAL_WORLD_SIZE": "2"}, 16, 16, 3),
 ])
 def test_default_threads_share_the_cores_among_a_launchers_ranks(env, cores, machine, expected, monkeypatch):
-    from fastopt import _backends
-    monkeypatch.setattr(_backends, "_cpu_count", lambda: cores)
-    monkeypatch.setattr(_backends.os, "cpu_count", lambda: machine)
+    from fastopt._backends import base
+    monkeypatch.setattr(base, "_cpu_count", lambda: cores)
+    monkeypatch.setattr(os, "cpu_count", lambda: machine)
     assert _backends.default_threads(env) == expected
 
 
