@@ -36,8 +36,11 @@ holds only its math. Arrays not in use are passed empty and never touched.
 from __future__ import annotations
 
 import ast
+import importlib
+import importlib.util
 import os
 import re
+import types
 
 KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -66,13 +69,17 @@ else:  # Numba and plain Python; the Numba loader rebinds prange, uidx and the c
                                           restore_csr, scaled_grad, sqrt, uidx)
 '''
 
-#: a kernel's entry: its chunks in a ``prange`` (``_serial_entries`` makes the ``range`` copy);
-#: ``{decls}`` declares the locals, ``{per_chunk}`` is the work on chunk ``lo:hi``
-_ENTRY = '''\
+#: a generated kernel's first lines (``_per_array_template``'s kernels too)
+_DEF = '''\
 @cython.ccall
 @cython.nogil
 @cython.exceptval(check=False)
 def {name}({args}) -> cython.void:
+'''
+
+#: a kernel's entry: its chunks in a ``prange`` (``_serial_entries`` makes the ``range`` copy);
+#: ``{decls}`` declares the locals, ``{per_chunk}`` is the work on chunk ``lo:hi``
+_ENTRY = _DEF + '''\
     n: cython.Py_ssize_t = p.shape[0]
     chunk: cython.Py_ssize_t = chunk_size(n, nchunks)
 {decls}
@@ -134,11 +141,11 @@ def _unswitched(body, flags):
         return _LOOPS.format(body=body)
     flag, rest = flags[0], flags[1:]
     on, off = (re.sub(rf"\b{flag}\b", value, body) for value in ("True", "False"))
-    return (f"if {flag}:\n{_indented(_unswitched(on, rest), 4)}\n"
-            f"else:\n{_indented(_unswitched(off, rest), 4)}")
+    return (f"if {flag}:\n{indented(_unswitched(on, rest), 4)}\n"
+            f"else:\n{indented(_unswitched(off, rest), 4)}")
 
 
-def _indented(text, spaces):
+def indented(text, spaces):
     return "\n".join(" " * spaces + ln if ln.strip() else "" for ln in text.splitlines())
 
 
@@ -185,16 +192,15 @@ def render(modname, chunk_function=False):
     tree = ast.parse(text)
     func, opts = _rule(tree)
     if func is None:
+        per_array = _sibling("_per_array_template")
+        if per_array.rules(tree):  # per-array rules: their passes expanded into kernels
+            text = per_array.render(modname, text, tree)
+            tree = ast.parse(text)
         return text + _serial_entries(text, tree)
     lines = text.splitlines()
     seg = lambda node: ast.get_source_segment(text, node)  # noqa: E731
-    doc = ast.get_docstring(tree, clean=False)
     # the module's own helpers (anything but its docstring, imports and the rule) come along
-    extra = [seg(n) if not isinstance(n, ast.FunctionDef) else "\n".join(
-        lines[(n.decorator_list[0].lineno if n.decorator_list else n.lineno) - 1:n.end_lineno])
-        for n in tree.body
-        if n is not func and not isinstance(n, (ast.Import, ast.ImportFrom))
-        and not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    extra = [node_source(text, n) for n in tree.body if n is not func and not is_import_or_doc(n)]
     scalars = [f"{a.arg}: {ast.unparse(a.annotation)}" for a in func.args.args]
     args = (["p: cython.floating[::1]", "g: cython.const[cython.floating][::1]"]
             + [f"{s}: cython.floating[::1]" for s in opts["states"]] + scalars + list(TAIL))
@@ -202,23 +208,16 @@ def render(modname, chunk_function=False):
     for stmt in func.body:
         if isinstance(stmt, ast.AnnAssign) and stmt.value is None:
             decls.append(f"    {seg(stmt)}")
-        elif not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):
-            # the statement's lines as written (comments kept), re-indented into the loop
-            first = stmt.lineno - 1
-            while first > 0 and lines[first - 1].strip().startswith("#"):
-                first -= 1
-            indent = len(lines[stmt.lineno - 1]) - len(lines[stmt.lineno - 1].lstrip())
-            body.extend("        " + ln[indent:] if ln.strip() else ""
-                        for ln in lines[first:stmt.end_lineno])
-    out = [_HEADER.format(source=f"fastopt/_kernels/{modname}.py"), f'"""{doc}"""' if doc else "",
-           _IMPORTS]
+        elif not is_import_or_doc(stmt):
+            body.extend(statement_lines(lines, stmt, 8))  # re-indented into the loop
+    out = [module_head(modname, tree, _IMPORTS)]
     out.extend(e + "\n" for e in extra)
     chunk = _CHUNK.format(loops=_unswitched("\n".join(body), opts["unswitch"]))
     ssize = "cython.Py_ssize_t"
     if chunk_function:
         names = ", ".join(a.split(":")[0] for a in args)
         out.append("\n" + _CHUNK_FUNC.format(name=func.name, args=", ".join(args), chunk_locals=_CHUNK_LOCALS,
-                                             locals="\n".join(decls), chunk=_indented(chunk, 4))
+                                             locals="\n".join(decls), chunk=indented(chunk, 4))
                    + _ENTRY.format(name=func.name, args=", ".join(args),
                                    decls="\n".join(f"    {v}: {ssize}" for v in ("c", "lo", "hi")),
                                    per_chunk=f"        _{func.name}_chunk(lo, hi, {names})"))
@@ -226,9 +225,58 @@ def render(modname, chunk_function=False):
         out.append("\n" + _ENTRY.format(name=func.name, args=(",\n" + " " * (len(func.name) + 5)).join(args),
                                          decls="\n".join([f"    {v}: {ssize}" for v in ("c", "i", "lo", "hi")]
                                                          + [_CHUNK_LOCALS] + decls),
-                                         per_chunk=_indented(chunk, 8)))
+                                         per_chunk=indented(chunk, 8)))
     text = "\n".join(out)
     return text + _serial_entries(text, ast.parse(text))
+
+
+def module_head(modname, tree, imports):
+    """A rendered module's first lines: the header, the rule module's docstring, ``imports``."""
+    doc = ast.get_docstring(tree, clean=False)
+    return "\n".join([_HEADER.format(source=f"fastopt/_kernels/{modname}.py"), f'"""{doc}"""' if doc else "",
+                      imports])
+
+
+def is_import_or_doc(node):
+    """Whether a statement is an import or a docstring (what a rendered module does not copy)."""
+    return (isinstance(node, (ast.Import, ast.ImportFrom))
+            or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)))
+
+
+def node_source(text, node):
+    """A module-level statement as written (a function from its first decorator on)."""
+    if not isinstance(node, ast.FunctionDef):
+        return ast.get_source_segment(text, node)
+    first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+    return "\n".join(text.splitlines()[first - 1:node.end_lineno])
+
+
+def statement_lines(lines, stmt, indent):
+    """The lines of statement ``stmt`` of a source split in ``lines``, as written (the comment
+    lines right above it kept), re-indented to ``indent`` spaces."""
+    first = stmt.lineno - 1
+    while first > 0 and lines[first - 1].strip().startswith("#"):
+        first -= 1
+    own = len(lines[stmt.lineno - 1]) - len(lines[stmt.lineno - 1].lstrip())
+    return [" " * indent + ln[own:] if ln.strip() else "" for ln in lines[first:stmt.end_lineno]]
+
+
+def _sibling(name):
+    """Module ``name`` of this folder: imported from the package, or, where setup.py runs this
+    file on its own (no package: numpy may be absent), loaded from its file with this module's
+    names as ``_template`` in it."""
+    if __package__:
+        return importlib.import_module(f"{__package__}.{name}")
+    if name not in _SIBLINGS:
+        spec = importlib.util.spec_from_file_location(f"_fastopt_build_{name}", os.path.join(KERNEL_DIR, name + ".py"))
+        module = importlib.util.module_from_spec(spec)
+        module._template = types.SimpleNamespace(**globals())
+        spec.loader.exec_module(module)
+        _SIBLINGS[name] = module
+    return _SIBLINGS[name]
+
+
+_SIBLINGS = {}
 
 
 def _serial_entries(text, tree):

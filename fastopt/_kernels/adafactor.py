@@ -1,4 +1,3 @@
-# cython: boundscheck=False, wraparound=False, cdivision=True, cpow=True, initializedcheck=False
 """Adafactor (Shazeer & Stern 2018): torch.optim's form and, with ``keras``, Keras 3's.
 
 One set of kernels serves both: the forms differ only in a few operations, chosen by scalars
@@ -33,27 +32,26 @@ the update needs RMS(U): three passes is the least for a factored array.
 Reductions never depend on the threads: vectors are cut in chunks of a fixed ``chunk``, each
 matrix in ``nblk`` blocks of rows (a function of its shape), each summed in ``width`` float64 lanes
 (see ``lamb``) and combined in a fixed order. ``work`` holds, for the vector kernels, the lanes
-(2 * width per chunk), the chunk partials (2 per chunk) and the two totals; for the matrix
-kernels the column partials (ncols per block), the lanes (2 * width per block), the block
-partials and the total. ``rfac`` (nmat entries, the arrays' dtype) holds each matrix's mean(R)
+(2 * width per chunk: p's, then U's), the chunk partials (2 per chunk) and the two totals; for the
+matrix kernels the column partials (ncols per block), the lanes (2 * width per block: the row sum
+of G's, then p's; ``adafactor_mat_norm`` sums U in the first width), the block partials (one per
+block) and the total. ``rfac`` (nmat entries, the arrays' dtype) holds each matrix's mean(R)
 (clamped by eps1 for torch). The R, C sums are rounded to the arrays' dtype (through the state
 array itself, which all three backends convert alike) before the per-dtype math of the source.
 
 Gradient accumulation: the first pass leaves the window's sum in ``acc``; the last pass reads it
 there (``from_acc``) and zeroes it; ``adafactor_mat_norm``, which only reads, is handed ``acc``
 as its gradient.
+
+``_per_array_template`` writes the loops (the vector and rows layouts); the one loop here is the
+finishing sum of each matrix's R, in ``matrix_end``.
 """
 from __future__ import annotations
 
 import cython
 
-if cython.compiled:
-    from cython.cimports.fastopt._kernels._common import (chunk_size, denormals_flushed, fixed_sum, lerp, restore_csr,
-                                                          scaled_grad, sq, sqrt, uidx)
-    from cython.parallel import prange
-else:  # Numba and plain Python; the Numba loader rebinds prange, uidx and the csr helpers
-    from fastopt._kernels._common import (chunk_size, denormals_flushed, fixed_sum, lerp, prange, restore_csr,
-                                          scaled_grad, sq, sqrt, uidx)
+from fastopt._kernels._per_array_template import (column_end, matrix_end, reduction, row_end, row_start,
+                                                  update)
 
 
 @cython.cfunc
@@ -122,318 +120,91 @@ def _moved(pd: cython.floating, ui: cython.floating, a: cython.floating, s: cyth
 @cython.inline
 @cython.nogil
 @cython.exceptval(check=False)
+def _row_term(rv: cython.floating, rf: cython.floating, keras: cython.bint) -> cython.floating:
+    """A row's term of the factored estimate: R_i, or Keras's R_i / mean(R) (whose rf is then one)."""
+    k: cython.floating = rv / rf
+    return k if keras else rv
+
+
+@cython.cfunc
+@cython.inline
+@cython.nogil
+@cython.exceptval(check=False)
 def _estimate(rv: cython.floating, cv: cython.floating, rf: cython.floating) -> cython.floating:
     """The factored second moment of one element: (R_i * C_j) / rf (Keras's rv is already
     R_i / mean(R) and its rf 1: exactly (R_i / mean(R)) * C_j)."""
     return (rv * cv) / rf
 
 
-@cython.ccall
-@cython.nogil
-@cython.exceptval(check=False)
-def adafactor_vec_norms(p: cython.const[cython.floating][::1], g: cython.const[cython.floating][::1],
-                        v: cython.floating[::1], w: cython.floating, b2: cython.floating, c2: cython.floating,
-                        add_eps: cython.floating, e2: cython.floating, one: cython.floating,
-                        decay: cython.floating, wd: cython.floating, lr: cython.floating, kdecay: cython.bint,
-                        keras: cython.bint, acc: cython.floating[::1], acc_s: cython.floating,
-                        accumulate: cython.bint, grad_scale: cython.floating, clip: cython.floating,
-                        work: cython.double[::1], chunk: cython.Py_ssize_t, width: cython.Py_ssize_t,
-                        ftz: cython.bint) -> cython.void:
-    n: cython.Py_ssize_t = p.shape[0]
-    nparts: cython.Py_ssize_t = (n + chunk - 1) // chunk
-    parts: cython.Py_ssize_t = 2 * width * nparts
-    c: cython.Py_ssize_t
-    k: cython.Py_ssize_t
-    i: cython.Py_ssize_t
-    j: cython.Py_ssize_t
-    lo: cython.Py_ssize_t
-    hi: cython.Py_ssize_t
-    base: cython.Py_ssize_t
-    a: cython.Py_ssize_t
-    b: cython.Py_ssize_t
-    gi: cython.floating
+@reduction(states=("v",), sums=("pd_sq", "u_sq"), grad="keep")
+def adafactor_vec_norms(w: cython.floating, b2: cython.floating, c2: cython.floating, add_eps: cython.floating,
+                        e2: cython.floating, one: cython.floating, decay: cython.floating, wd: cython.floating,
+                        lr: cython.floating, kdecay: cython.bint, keras: cython.bint):
     vi: cython.floating
-    csr: cython.uint
-    for c in prange(nparts):
-        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
-        lo = c * chunk
-        hi = min(lo + chunk, n)
-        a = uidx(2 * width * c)  # this chunk's p lanes, then its U lanes
-        b = a + uidx(width)
-        for j in range(uidx(0), uidx(2 * width)):
-            work[a + j] = 0.0
-        for k in range((hi - lo + width - 1) // width):
-            base = uidx(lo + k * width)
-            if accumulate:
-                for j in range(uidx(0), uidx(min(width, hi - lo - k * width))):
-                    i = base + j
-                    gi = g[i] * acc_s + acc[i]
-                    acc[i] = gi  # the window's sum stays for pass 2
-                    gi = scaled_grad(gi, grad_scale, clip)
-                    vi = _average(v[i], gi * gi + add_eps, w, b2, c2, keras)
-                    v[i] = vi
-                    work[a + j] += sq(_decayed(p[i], decay, wd, lr, kdecay))
-                    work[b + j] += sq(_direction(gi, vi, e2, one, keras))
-            else:  # the plain loop on its own (as _template's): the compilers tune it without the option
-                for j in range(uidx(0), uidx(min(width, hi - lo - k * width))):
-                    i = base + j
-                    gi = scaled_grad(g[i], grad_scale, clip)
-                    vi = _average(v[i], gi * gi + add_eps, w, b2, c2, keras)
-                    v[i] = vi
-                    work[a + j] += sq(_decayed(p[i], decay, wd, lr, kdecay))
-                    work[b + j] += sq(_direction(gi, vi, e2, one, keras))
-        work[parts + c] = fixed_sum(work, a, width)
-        work[parts + nparts + c] = fixed_sum(work, b, width)
-        restore_csr(ftz, csr)
-    work[parts + 2 * nparts] = fixed_sum(work, parts, nparts)
-    work[parts + 2 * nparts + 1] = fixed_sum(work, parts + nparts, nparts)
+    vi = _average(v[i], gi * gi + add_eps, w, b2, c2, keras)
+    v[i] = vi
+    pd_sq += sq(_decayed(p[i], decay, wd, lr, kdecay))
+    u_sq += sq(_direction(gi, vi, e2, one, keras))
 
 
-@cython.ccall
-@cython.nogil
-@cython.exceptval(check=False)
-def adafactor_vec_update(p: cython.floating[::1], g: cython.const[cython.floating][::1],
-                         v: cython.const[cython.floating][::1], e2: cython.floating, one: cython.floating,
-                         decay: cython.floating, wd: cython.floating, lr: cython.floating, kdecay: cython.bint,
-                         a: cython.floating, s: cython.floating, keras: cython.bint, acc: cython.floating[::1],
-                         ema: cython.floating[::1], ema_m: cython.floating, ema_c: cython.floating,
-                         from_acc: cython.bint, use_ema: cython.bint, grad_scale: cython.floating,
-                         clip: cython.floating, nchunks: cython.Py_ssize_t, ftz: cython.bint) -> cython.void:
-    n: cython.Py_ssize_t = p.shape[0]
-    chunk: cython.Py_ssize_t = chunk_size(n, nchunks)
-    c: cython.Py_ssize_t
-    i: cython.Py_ssize_t
-    lo: cython.Py_ssize_t
-    hi: cython.Py_ssize_t
-    gi: cython.floating
-    pn: cython.floating
-    csr: cython.uint
-    for c in prange(nchunks):
-        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
-        lo = c * chunk
-        hi = min(lo + chunk, n)
-        if from_acc or use_ema:
-            for i in range(uidx(lo), uidx(hi)):
-                if from_acc:
-                    gi = acc[i]
-                    acc[i] = 0
-                else:
-                    gi = g[i]
-                gi = scaled_grad(gi, grad_scale, clip)
-                pn = _moved(_decayed(p[i], decay, wd, lr, kdecay), _direction(gi, v[i], e2, one, keras), a, s)
-                p[i] = pn
-                if use_ema:
-                    ema[i] = ema_m * ema[i] + ema_c * pn
-        else:  # the plain loop on its own (as _template's): the compilers tune it without the options
-            for i in range(uidx(lo), uidx(hi)):
-                gi = scaled_grad(g[i], grad_scale, clip)
-                p[i] = _moved(_decayed(p[i], decay, wd, lr, kdecay), _direction(gi, v[i], e2, one, keras), a, s)
-        restore_csr(ftz, csr)
+@update(reads=("v",))
+def adafactor_vec_update(e2: cython.floating, one: cython.floating, decay: cython.floating, wd: cython.floating,
+                         lr: cython.floating, kdecay: cython.bint, a: cython.floating, s: cython.floating,
+                         keras: cython.bint):
+    p[i] = _moved(_decayed(p[i], decay, wd, lr, kdecay), _direction(gi, v[i], e2, one, keras), a, s)
 
 
-@cython.ccall
-@cython.nogil
-@cython.exceptval(check=False)
-def adafactor_mat_stats(p: cython.const[cython.floating][::1], g: cython.const[cython.floating][::1],
-                        row: cython.floating[::1], col: cython.floating[::1], rfac: cython.floating[::1],
-                        w: cython.floating, b2: cython.floating, c2: cython.floating, add_eps: cython.floating,
+@reduction(layout="rows", states=("row", "col", "rfac"), row_sums=("g_row",), column_sums=("g_col",),
+           sums=("pd_sq",), grad="keep", lane_groups=2)
+def adafactor_mat_stats(w: cython.floating, b2: cython.floating, c2: cython.floating, add_eps: cython.floating,
                         eps1: cython.floating, rn: cython.floating, cn: cython.floating, decay: cython.floating,
-                        wd: cython.floating, lr: cython.floating, kdecay: cython.bint, keras: cython.bint,
-                        acc: cython.floating[::1], acc_s: cython.floating, accumulate: cython.bint,
-                        grad_scale: cython.floating, clip: cython.floating, work: cython.double[::1],
-                        nmat: cython.Py_ssize_t, nrows: cython.Py_ssize_t, ncols: cython.Py_ssize_t,
-                        nblk: cython.Py_ssize_t, width: cython.Py_ssize_t, ftz: cython.bint) -> cython.void:
-    items: cython.Py_ssize_t = nmat * nblk
-    rb: cython.Py_ssize_t = (nrows + nblk - 1) // nblk  # rows per block
-    lanes: cython.Py_ssize_t = items * ncols  # the column partials come first
-    parts: cython.Py_ssize_t = lanes + 2 * width * items
-    wr: cython.Py_ssize_t = min(width, ncols)  # lanes a row sum uses
-    t: cython.Py_ssize_t
-    q: cython.Py_ssize_t
-    r: cython.Py_ssize_t
-    k: cython.Py_ssize_t
-    i: cython.Py_ssize_t
-    j: cython.Py_ssize_t
-    m: cython.Py_ssize_t
-    cp: cython.Py_ssize_t
-    cb: cython.Py_ssize_t
-    base: cython.Py_ssize_t
-    a: cython.Py_ssize_t
-    b: cython.Py_ssize_t
-    gi: cython.floating
+                        wd: cython.floating, lr: cython.floating, kdecay: cython.bint, keras: cython.bint):
     x: cython.floating  # G of one element, added to float64 lanes (exactly)
     old: cython.floating
     mf: cython.floating
-    s0: cython.double
-    csr: cython.uint
-    for t in prange(items):
-        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
-        m = t // nblk
-        cp = uidx(t * ncols)
-        a = uidx(lanes + 2 * width * t)  # row lanes, then p lanes
-        b = a + uidx(width)
-        for j in range(uidx(0), uidx(ncols)):
-            work[cp + j] = 0.0
-        for j in range(uidx(0), uidx(2 * width)):
-            work[a + j] = 0.0
-        for r in range((t - m * nblk) * rb, min((t - m * nblk + 1) * rb, nrows)):
-            for j in range(uidx(0), uidx(wr)):
-                work[a + j] = 0.0
-            for k in range((ncols + width - 1) // width):
-                base = uidx(((m * nrows + r) * ncols) + k * width)
-                cb = cp + uidx(k * width)
-                if accumulate:
-                    for j in range(uidx(0), uidx(min(width, ncols - k * width))):
-                        i = base + j
-                        gi = g[i] * acc_s + acc[i]
-                        acc[i] = gi  # the window's sum stays for the later passes
-                        gi = scaled_grad(gi, grad_scale, clip)
-                        x = gi * gi + add_eps
-                        work[a + j] += x
-                        work[cb + j] += x
-                        work[b + j] += sq(_decayed(p[i], decay, wd, lr, kdecay))
-                else:  # the plain loop on its own (as _template's)
-                    for j in range(uidx(0), uidx(min(width, ncols - k * width))):
-                        i = base + j
-                        gi = scaled_grad(g[i], grad_scale, clip)
-                        x = gi * gi + add_eps
-                        work[a + j] += x
-                        work[cb + j] += x
-                        work[b + j] += sq(_decayed(p[i], decay, wd, lr, kdecay))
-            q = m * nrows + r
-            old = row[q]
-            row[q] = fixed_sum(work, a, wr)  # rounds the sum to the arrays' dtype
-            row[q] = _average(old, _mean(row[q], cn, keras), w, b2, c2, keras)
-        work[parts + t] = fixed_sum(work, b, width)
-        restore_csr(ftz, csr)
-    for q in prange(nmat * ncols):
-        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
-        m = q // ncols
-        s0 = 0.0
-        for k in range(nblk):
-            s0 = s0 + work[(m * nblk + k) * ncols + (q - m * ncols)]
-        old = col[q]
-        col[q] = s0
-        col[q] = _average(old, _mean(col[q], rn, keras), w, b2, c2, keras)
-        restore_csr(ftz, csr)
-    for m in prange(nmat):
-        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
-        s0 = 0.0
+    r_sum: cython.double
+    x = gi * gi + add_eps
+    g_row += x
+    g_col += x
+    pd_sq += sq(_decayed(p[i], decay, wd, lr, kdecay))
+    with row_end:  # R from the row's sum, rounded to the arrays' dtype through R itself
+        old = row[q]
+        row[q] = g_row
+        row[q] = _average(old, _mean(row[q], cn, keras), w, b2, c2, keras)
+    with column_end:  # C likewise, from the column's sum over the blocks
+        old = col[cj]
+        col[cj] = g_col
+        col[cj] = _average(old, _mean(col[cj], rn, keras), w, b2, c2, keras)
+    with matrix_end:  # mean(R) of matrix m: its rows' R added in order in float64
+        r_sum = 0.0
         for r in range(nrows):
-            s0 = s0 + float(row[m * nrows + r])
-        rfac[m] = s0
+            r_sum = r_sum + float(row[m * nrows + r])
+        rfac[m] = r_sum
         mf = rfac[m] / rn
         if not keras:
             mf = eps1 if mf < eps1 else mf  # torch: max(mean(R), eps1), NaN stays NaN
         rfac[m] = mf
-        restore_csr(ftz, csr)
-    work[parts + items] = fixed_sum(work, parts, items)
 
 
-@cython.ccall
-@cython.nogil
-@cython.exceptval(check=False)
-def adafactor_mat_norm(g: cython.const[cython.floating][::1], row: cython.const[cython.floating][::1],
-                       col: cython.const[cython.floating][::1], rfac: cython.const[cython.floating][::1],
-                       e2: cython.floating, one: cython.floating, keras: cython.bint, grad_scale: cython.floating,
-                       clip: cython.floating, work: cython.double[::1], nmat: cython.Py_ssize_t,
-                       nrows: cython.Py_ssize_t, ncols: cython.Py_ssize_t, nblk: cython.Py_ssize_t,
-                       width: cython.Py_ssize_t, ftz: cython.bint) -> cython.void:
+@reduction(layout="rows", reads=("row", "col", "rfac"), sums=("u_sq",), grad="read", param=False, lane_groups=2)
+def adafactor_mat_norm(e2: cython.floating, one: cython.floating, keras: cython.bint):
     """(``g`` is the accumulator itself when a window's sum is in it: this pass only reads.)"""
-    items: cython.Py_ssize_t = nmat * nblk
-    rb: cython.Py_ssize_t = (nrows + nblk - 1) // nblk
-    lanes: cython.Py_ssize_t = items * ncols
-    parts: cython.Py_ssize_t = lanes + 2 * width * items
-    t: cython.Py_ssize_t
-    r: cython.Py_ssize_t
-    k: cython.Py_ssize_t
-    i: cython.Py_ssize_t
-    j: cython.Py_ssize_t
-    m: cython.Py_ssize_t
-    cb: cython.Py_ssize_t
-    base: cython.Py_ssize_t
-    a: cython.Py_ssize_t
-    gi: cython.floating
     rv: cython.floating
     rf: cython.floating
-    ui: cython.floating
-    csr: cython.uint
-    for t in prange(items):
-        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
-        m = t // nblk
-        a = uidx(lanes + 2 * width * t)  # U lanes
-        for j in range(uidx(0), uidx(width)):
-            work[a + j] = 0.0
-        for r in range((t - m * nblk) * rb, min((t - m * nblk + 1) * rb, nrows)):
-            rv = row[m * nrows + r]
-            rf = rfac[m]
-            if keras:  # V = (R_i / mean(R)) * C_j
-                rv = rv / rf
-                rf = one
-            for k in range((ncols + width - 1) // width):
-                base = uidx(((m * nrows + r) * ncols) + k * width)
-                cb = uidx(m * ncols + k * width)
-                for j in range(uidx(0), uidx(min(width, ncols - k * width))):
-                    i = base + j
-                    gi = scaled_grad(g[i], grad_scale, clip)
-                    ui = _direction(gi, _estimate(rv, col[cb + j], rf), e2, one, keras)
-                    work[a + j] += sq(ui)
-        work[parts + t] = fixed_sum(work, a, width)
-        restore_csr(ftz, csr)
-    work[parts + items] = fixed_sum(work, parts, items)
+    with row_start:  # V = (R_i * C_j) / rf; Keras's as (R_i / mean(R)) * C_j (rf = one)
+        rv = _row_term(row[q], rfac[m], keras)
+        rf = one if keras else rfac[m]
+    u_sq += sq(_direction(gi, _estimate(rv, col[cj], rf), e2, one, keras))
 
 
-@cython.ccall
-@cython.nogil
-@cython.exceptval(check=False)
-def adafactor_mat_update(p: cython.floating[::1], g: cython.const[cython.floating][::1],
-                         row: cython.const[cython.floating][::1], col: cython.const[cython.floating][::1],
-                         rfac: cython.const[cython.floating][::1], e2: cython.floating, one: cython.floating,
-                         decay: cython.floating, wd: cython.floating, lr: cython.floating, kdecay: cython.bint,
-                         a: cython.floating, s: cython.floating, keras: cython.bint, acc: cython.floating[::1],
-                         ema: cython.floating[::1], ema_m: cython.floating, ema_c: cython.floating,
-                         from_acc: cython.bint, use_ema: cython.bint, grad_scale: cython.floating,
-                         clip: cython.floating, nmat: cython.Py_ssize_t, nrows: cython.Py_ssize_t,
-                         ncols: cython.Py_ssize_t, ftz: cython.bint) -> cython.void:
-    q: cython.Py_ssize_t
-    m: cython.Py_ssize_t
-    i: cython.Py_ssize_t
-    j: cython.Py_ssize_t
-    base: cython.Py_ssize_t
-    cb: cython.Py_ssize_t
-    gi: cython.floating
+@update(layout="rows", reads=("row", "col", "rfac"))
+def adafactor_mat_update(e2: cython.floating, one: cython.floating, decay: cython.floating, wd: cython.floating,
+                         lr: cython.floating, kdecay: cython.bint, a: cython.floating, s: cython.floating,
+                         keras: cython.bint):
     rv: cython.floating
     rf: cython.floating
-    pn: cython.floating
-    csr: cython.uint
-    for q in prange(nmat * nrows):  # one row per iteration: the update has no reduction
-        csr = denormals_flushed(ftz)  # flush in every thread, as _template's chunks
-        m = q // nrows
-        rv = row[q]
-        rf = rfac[m]
-        if keras:  # V = (R_i / mean(R)) * C_j
-            rv = rv / rf
-            rf = one
-        base = uidx(q * ncols)
-        cb = uidx(m * ncols)
-        if from_acc or use_ema:
-            for j in range(uidx(0), uidx(ncols)):
-                i = base + j
-                if from_acc:
-                    gi = acc[i]
-                    acc[i] = 0
-                else:
-                    gi = g[i]
-                gi = scaled_grad(gi, grad_scale, clip)
-                pn = _moved(_decayed(p[i], decay, wd, lr, kdecay),
-                            _direction(gi, _estimate(rv, col[cb + j], rf), e2, one, keras), a, s)
-                p[i] = pn
-                if use_ema:
-                    ema[i] = ema_m * ema[i] + ema_c * pn
-        else:  # the plain loop on its own (as _template's): the compilers tune it without the options
-            for j in range(uidx(0), uidx(ncols)):
-                i = base + j
-                gi = scaled_grad(g[i], grad_scale, clip)
-                p[i] = _moved(_decayed(p[i], decay, wd, lr, kdecay),
-                              _direction(gi, _estimate(rv, col[cb + j], rf), e2, one, keras), a, s)
-        restore_csr(ftz, csr)
+    with row_start:  # as adafactor_mat_norm's
+        rv = _row_term(row[q], rfac[m], keras)
+        rf = one if keras else rfac[m]
+    p[i] = _moved(_decayed(p[i], decay, wd, lr, kdecay), _direction(gi, _estimate(rv, col[cj], rf), e2, one, keras),
+                  a, s)
