@@ -17,6 +17,7 @@ from changing results: the Cython and Numba backends agree to the last bit.
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -107,10 +108,14 @@ def _compiler_id():
 
 
 def _cache_key(ext, cython_version, compiler):
-    """A digest of an extension's Cython source, the kernels' shared .pxd, the flags, Cython, the
-    compiler and the Python ABI."""
+    """A digest of an extension's Cython source, the kernels' .pxd files it cimports (``_common``
+    always), the flags, Cython, the compiler and the Python ABI."""
     h = hashlib.sha256()
-    for path in list(ext.sources) + [os.path.join(HERE, "fastopt", "_kernels", "_common.pxd")]:
+    pxds = ["_common"]
+    for path in ext.sources:
+        with open(path) as f:
+            pxds += sorted(set(re.findall(r"cython\.cimports\.fastopt\._kernels\.(\w+)", f.read())) - {"_common"})
+    for path in list(ext.sources) + [os.path.join(HERE, "fastopt", "_kernels", name + ".pxd") for name in pxds]:
         with open(path, "rb") as f:
             h.update(f.read())
     for part in (ext.name, ext.extra_compile_args, ext.extra_link_args, cython_version, compiler,

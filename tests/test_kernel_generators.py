@@ -16,7 +16,7 @@ from fastopt._kernels import MODULES, PER_ARRAY, _per_array_template, _template
 
 #: kernel modules that are not update rules, written by hand: the gradient norms and clipping, the
 #: STREAM kernels of the memory ceiling, the accumulation of micro-batch gradients
-HAND_WRITTEN = ("reduce", "stream", "accumulate")
+HAND_WRITTEN = ("reduce", "stream", "accumulate", "convert")
 RULES = [m for m in MODULES if m not in HAND_WRITTEN]
 
 

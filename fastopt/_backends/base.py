@@ -18,7 +18,7 @@ from fastopt._kernels import MODULES, _template
 _KERNEL_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "_kernels")
 #: kernel name -> module; an elementwise rule's kernel is named after its module
 _KERNEL_MODULE = {"norm_partials": "reduce", "scale_clamp_": "reduce", "stream": "stream",
-                  "accumulate": "accumulate",
+                  "accumulate": "accumulate", "convert_": "convert",
                   # per-array family: multi-pass kernels, several per module
                   "lamb_norms": "lamb", "lamb_update": "lamb", "lars_norms": "lars", "lars_update": "lars",
                   **{k: "adafactor" for k in ("adafactor_vec_norms", "adafactor_vec_update", "adafactor_mat_stats",
@@ -73,14 +73,34 @@ def default_threads(environ=None):
 
 _state = {"threads": default_threads(), "backend": None}
 
+#: the helper modules the kernels import (their digest names a loaded module: Numba's cache does
+#: not see a helper's edits)
+_HELPER_SOURCES = ("_common.py", "_lowp.py")
 
-def _load_source(modname, variant, rebind):
+
+def kernel_source(name):
+    """``(module, storages)`` of kernel ``name``: a storage variant ``<rule>__<tag>``
+    (``_storage_template``) lives in its rule's module rendered with that one variant."""
+    if "__" in name:
+        from fastopt._kernels import _storage_template
+        rule, storage = _storage_template.parse(name)
+        if rule not in MODULES or not _template.is_elementwise(rule):
+            raise ValueError(f"{name}: storage variants are for the elementwise rules")
+        return rule, (storage,)
+    return _KERNEL_MODULE[name], ()
+
+
+def _load_source(modname, variant, rebind, storages=()):
     """Execute the source of kernel module ``modname`` (``_template.render``: an elementwise rule
-    expanded into its kernel) as a fresh module, and rebind names in it."""
+    expanded into its kernel, with the ``storages`` variants) as a fresh module, and rebind names
+    in it."""
     path = os.path.join(_KERNEL_DIR, modname + ".py")
-    text = _template.render(modname)
-    with open(os.path.join(_KERNEL_DIR, "_common.py"), "rb") as f:
-        digest = hashlib.sha1(text.encode() + f.read()).hexdigest()[:10]
+    text = _template.render(modname, storages=storages)
+    digest = hashlib.sha1(text.encode())
+    for helpers in _HELPER_SOURCES:
+        with open(os.path.join(_KERNEL_DIR, helpers), "rb") as f:
+            digest.update(f.read())
+    digest = digest.hexdigest()[:10]
     name = f"fastopt._kernels.{modname}_{variant}_{digest}"
     module = types.ModuleType(name)
     module.__file__ = path  # Numba's cache keys on the file: the rule module, whose edits it sees

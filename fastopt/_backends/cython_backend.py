@@ -29,6 +29,9 @@ class CythonBackend(Backend):
         return getattr(self._modules["adam"], "__cython_version__", "") or _cython_version()
 
     def _build(self, name, dtype, parallel):
+        if name not in _KERNEL_MODULE:  # a storage variant (``_storage_template``): not compiled yet
+            raise BackendUnavailable(f"kernel {name} is not in the Cython build; the numba and python backends "
+                                     "render storage variants on demand")
         module = self._modules[_KERNEL_MODULE[name]]
         spec = "float" if dtype == np.float32 else "double"
         # the _nogil entries (every kernel's; the serial ones where a kernel has a serial entry)

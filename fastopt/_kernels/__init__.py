@@ -10,7 +10,10 @@ Conventions every kernel follows:
 - arrays are C-contiguous 1-D and of one float dtype; optional state arrays not in
   use are passed empty and never touched;
 - every scalar is of the arrays' dtype (computations stay in float32 for float32);
-  per-step scalars are computed in Python in double and passed in;
+  per-step scalars are computed in Python in double and passed in; 16-bit storage
+  (bfloat16, float16) is passed as its bits (``cython.ushort[::1]``) and converted by the
+  helpers of ``_lowp`` (the ``convert`` kernel: format, mode, random key and index base are
+  C integers);
 - ``grad_scale`` multiplies the gradient first (clipping coefficient, loss-scale
   unscale, and the sign for ``maximize``), then ``clip`` clamps it to [-clip, clip]
   (``inf`` disables it);
@@ -19,7 +22,7 @@ Conventions every kernel follows:
 """
 
 #: kernel modules, in build order; setup.py compiles each into fastopt._cy.<name>
-FOUNDATION = ("sgd", "adam", "rmsprop", "adagrad", "reduce", "stream", "accumulate")
+FOUNDATION = ("sgd", "adam", "rmsprop", "adagrad", "reduce", "stream", "accumulate", "convert")
 TORCH_FAMILY = ("adadelta", "adamax", "nadam", "radam", "rprop", "asgd")
 KERAS_OPTAX = ("ftrl", "lion", "moments", "adan", "schedule_free")
 PER_ARRAY = ("lamb", "lars", "adafactor")

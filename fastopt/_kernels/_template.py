@@ -181,17 +181,20 @@ def is_elementwise(modname):
         return _rule(ast.parse(f.read()))[0] is not None
 
 
-def render(modname, chunk_function=False):
+def render(modname, chunk_function=False, storages=()):
     """The Cython pure-mode source of kernel module ``modname``: an elementwise rule expanded
     into its kernel, or a hand-written kernel module as it is. ``chunk_function`` (the Cython
     build's form, ``_CHUNK_FUNC``): the loops over a chunk in a function that the parallel and
-    serial entries share; the same statements, in the same order."""
+    serial entries share; the same statements, in the same order. ``storages``: the storage
+    variants (``_storage_template.Storage``) of an elementwise rule to add, each its own kernel."""
     path = os.path.join(KERNEL_DIR, modname + ".py")
     with open(path) as f:
         text = f.read()
     tree = ast.parse(text)
     func, opts = _rule(tree)
     if func is None:
+        if storages:
+            raise ValueError(f"{modname}: storage variants are for elementwise rules")
         per_array = _sibling("_per_array_template")
         if per_array.rules(tree):  # per-array rules: their passes expanded into kernels
             text = per_array.render(modname, text, tree)
@@ -210,24 +213,33 @@ def render(modname, chunk_function=False):
             decls.append(f"    {seg(stmt)}")
         elif not is_import_or_doc(stmt):
             body.extend(statement_lines(lines, stmt, 8))  # re-indented into the loop
-    out = [module_head(modname, tree, _IMPORTS)]
+    out = [module_head(modname, tree, _IMPORTS + (_sibling("_storage_template").IMPORTS if storages else ""))]
     out.extend(e + "\n" for e in extra)
     chunk = _CHUNK.format(loops=_unswitched("\n".join(body), opts["unswitch"]))
+    out.append(_kernel(func.name, args, decls, chunk, chunk_function))
+    for storage in storages:  # each variant's text in its compute type (the chunk's locals too)
+        st = _sibling("_storage_template")
+        out.append(_kernel(*st.variant(func.name, args, decls, chunk, opts["states"], storage),
+                           chunk_function).replace("cython.floating", st.ctype(storage)))
+    text = "\n".join(out)
+    return text + _serial_entries(text, ast.parse(text))
+
+
+def _kernel(name, args, decls, chunk, chunk_function):
+    """A kernel's text from its pieces: in the Cython build's form (``chunk_function``) its chunk
+    function and the entry calling it, else the entry with the loops inline."""
     ssize = "cython.Py_ssize_t"
     if chunk_function:
         names = ", ".join(a.split(":")[0] for a in args)
-        out.append("\n" + _CHUNK_FUNC.format(name=func.name, args=", ".join(args), chunk_locals=_CHUNK_LOCALS,
-                                             locals="\n".join(decls), chunk=indented(chunk, 4))
-                   + _ENTRY.format(name=func.name, args=", ".join(args),
-                                   decls="\n".join(f"    {v}: {ssize}" for v in ("c", "lo", "hi")),
-                                   per_chunk=f"        _{func.name}_chunk(lo, hi, {names})"))
-    else:
-        out.append("\n" + _ENTRY.format(name=func.name, args=(",\n" + " " * (len(func.name) + 5)).join(args),
-                                         decls="\n".join([f"    {v}: {ssize}" for v in ("c", "i", "lo", "hi")]
-                                                         + [_CHUNK_LOCALS] + decls),
-                                         per_chunk=indented(chunk, 8)))
-    text = "\n".join(out)
-    return text + _serial_entries(text, ast.parse(text))
+        return ("\n" + _CHUNK_FUNC.format(name=name, args=", ".join(args), chunk_locals=_CHUNK_LOCALS,
+                                          locals="\n".join(decls), chunk=indented(chunk, 4))
+                + _ENTRY.format(name=name, args=", ".join(args),
+                                decls="\n".join(f"    {v}: {ssize}" for v in ("c", "lo", "hi")),
+                                per_chunk=f"        _{name}_chunk(lo, hi, {names})"))
+    return "\n" + _ENTRY.format(name=name, args=(",\n" + " " * (len(name) + 5)).join(args),
+                                decls="\n".join([f"    {v}: {ssize}" for v in ("c", "i", "lo", "hi")]
+                                                + [_CHUNK_LOCALS] + decls),
+                                per_chunk=indented(chunk, 8))
 
 
 def module_head(modname, tree, imports):

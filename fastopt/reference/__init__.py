@@ -17,7 +17,9 @@ Modules, one per family:
 - ``clip``: ``clip_grad_norm_``, ``clip_grad_value_`` (torch) and ``keras_clip`` (Keras's keywords);
 - ``oracle``: the tables ``STEPS``, ``STATE_NAMES``, ``SCALAR_STATE_NAMES`` of every rule by name, and
   ``Reference``, the optimizer over a list of arrays that runs them;
-- ``ops`` and ``state``: the helpers they share (torch's lerp, float64 norms; state creation, step counts).
+- ``ops`` and ``state``: the helpers they share (torch's lerp, float64 norms; state creation, step counts);
+- ``storage``: low-precision storage (bfloat16 as ``ml_dtypes.bfloat16``, float16): nearest-even and stochastic
+  rounding from float32, the exact way back, and the counter-based random bits (``random_bits``, ``step_key``).
 
 Conventions (shared with the rest of fastopt):
 
@@ -61,6 +63,8 @@ from fastopt.reference.muon import Muon, muon_step
 from fastopt.reference.ops import _lerp, _vector_norm  # noqa: F401  (the old module's private helpers)
 from fastopt.reference.oracle import SCALAR_STATE_NAMES, STATE_NAMES, STEPS, Reference, _merge_sources  # noqa: F401
 from fastopt.reference.state import _next_step, _zeros_state  # noqa: F401
+from fastopt.reference.storage import (from_bf16, from_f16, random_bits, step_key, to_bf16_nearest,
+                                       to_bf16_stochastic, to_f16_nearest, to_f16_stochastic)
 from fastopt.reference.torch_family import (_rms, adadelta_step, adafactor_step, adamax_step, asgd_step,  # noqa: F401
                                             nadam_step, radam_step, rprop_step)
 from fastopt.reference.torch_foundation import adagrad_step, adam_step, adamw_step, rmsprop_step, sgd_step
@@ -68,4 +72,6 @@ from fastopt.reference.torch_foundation import adagrad_step, adam_step, adamw_st
 __all__ = ["sgd_step", "adam_step", "adamw_step", "rmsprop_step", "adagrad_step", "adadelta_step", "adamax_step",
            "nadam_step", "radam_step", "rprop_step", "asgd_step", "adafactor_step", "STEPS", "STATE_NAMES",
            "SCALAR_STATE_NAMES",
-           "clip_grad_norm_", "clip_grad_value_", "keras_clip", "Reference", "muon_step", "Muon"]
+           "clip_grad_norm_", "clip_grad_value_", "keras_clip", "Reference", "muon_step", "Muon",
+           "to_bf16_nearest", "to_bf16_stochastic", "to_f16_nearest", "to_f16_stochastic", "from_bf16", "from_f16",
+           "random_bits", "step_key"]
